@@ -1,0 +1,3 @@
+using Domicile.Cli;
+
+return await Cli.RunAsync(args);

@@ -1,0 +1,64 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Domicile.Keys;
+
+/// <summary>
+/// AES-256-GCM with associated data. Output layout: 12-byte nonce, ciphertext, 16-byte tag.
+/// The associated data names the ciphertext's place, so a ciphertext moved elsewhere fails (G4).
+/// </summary>
+public static class Sealing
+{
+    public const int NonceSize = 12;
+    public const int TagSize = 16;
+    public const int Overhead = NonceSize + TagSize;
+
+    public static byte[] Seal(ReadOnlySpan<byte> key, ReadOnlySpan<byte> plaintext, ReadOnlySpan<byte> aad)
+    {
+        var output = new byte[Overhead + plaintext.Length];
+        var nonce = output.AsSpan(0, NonceSize);
+        RandomNumberGenerator.Fill(nonce);
+        using var gcm = new AesGcm(key, TagSize);
+        gcm.Encrypt(nonce, plaintext, output.AsSpan(NonceSize, plaintext.Length), output.AsSpan(NonceSize + plaintext.Length), aad);
+        return output;
+    }
+
+    /// <summary>Opens a sealed value or throws <see cref="TamperedException"/>: never returns altered bytes.</summary>
+    public static byte[] Open(ReadOnlySpan<byte> key, ReadOnlySpan<byte> sealedValue, ReadOnlySpan<byte> aad)
+    {
+        if (sealedValue.Length < Overhead) throw new TamperedException();
+        var plaintext = new byte[sealedValue.Length - Overhead];
+        using var gcm = new AesGcm(key, TagSize);
+        try
+        {
+            gcm.Decrypt(sealedValue[..NonceSize], sealedValue.Slice(NonceSize, plaintext.Length), sealedValue[(NonceSize + plaintext.Length)..], plaintext, aad);
+        }
+        catch (AuthenticationTagMismatchException)
+        {
+            CryptographicOperations.ZeroMemory(plaintext);
+            throw new TamperedException();
+        }
+        return plaintext;
+    }
+
+    /// <summary>Unambiguous associated data: each part length-prefixed.</summary>
+    public static byte[] Aad(params string[] parts)
+    {
+        var size = 0;
+        foreach (var p in parts) size += 4 + Encoding.UTF8.GetByteCount(p);
+        var buffer = new byte[size];
+        var at = 0;
+        foreach (var p in parts)
+        {
+            var n = Encoding.UTF8.GetBytes(p, buffer.AsSpan(at + 4));
+            BinaryPrimitives.WriteInt32BigEndian(buffer.AsSpan(at), n);
+            at += 4 + n;
+        }
+        return buffer;
+    }
+}
+
+/// <summary>A stored ciphertext failed authentication: altered, moved or swapped on disk.</summary>
+public sealed class TamperedException()
+    : DomicileException("tampered", "stored data failed its integrity check: it was altered or moved on disk and is refused");

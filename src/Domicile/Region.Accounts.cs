@@ -1,0 +1,97 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using Domicile.Audit;
+using Domicile.Keys;
+using Domicile.Store;
+
+namespace Domicile;
+
+public sealed record Account(string UserId, string Country, string Region, string State);
+
+public sealed partial class Region
+{
+    const string AccountService = "account";
+    public const int MaxLoginLength = 256;
+    public const int MinPasswordLength = 8;
+    public const int MaxPasswordLength = 1024;
+
+    static string NormalizeLogin(string login) => login.Trim().ToLowerInvariant();
+
+    /// <summary>
+    /// Creates an account in this region. The login is stored only as a blind index and as
+    /// ciphertext under the account's own DEK; the password only as an Argon2id hash.
+    /// </summary>
+    public async Task<Account> CreateAccountAsync(string login, string password, string country, CancellationToken ct = default)
+    {
+        var norm = NormalizeLogin(login ?? "");
+        if (norm.Length is 0 or > MaxLoginLength)
+            throw DomicileException.Invalid($"login must be 1 to {MaxLoginLength} characters");
+        if ((password ?? "").Length is < MinPasswordLength or > MaxPasswordLength)
+            throw DomicileException.Invalid($"password must be {MinPasswordLength} to {MaxPasswordLength} characters");
+        country = (country ?? "").ToUpperInvariant();
+        if (country.Length != 2 || !country.All(char.IsAsciiLetterUpper))
+            throw DomicileException.Invalid("country must be an ISO 3166-1 alpha-2 code such as IN");
+        if (!Policy.AllowedRegions(country).Contains(Id))
+            throw new DomicileException("residency_violation", $"users of {country} may not be stored in region '{Id}'");
+
+        var hash = await PasswordHasher.HashAsync(password!);
+        return await InsertAccountAsync(norm, hash, country, ct);
+    }
+
+    /// <summary>Inserts an account whose password is already hashed (demo seeding, migration).</summary>
+    internal async Task<Account> InsertAccountAsync(string normalizedLogin, string passwordHash, string country, CancellationToken ct = default, string? userId = null)
+    {
+        using var lease = Lease();
+        var ring = lease.Keys;
+        var index = ring.BlindIndex("login", normalizedLogin);
+        var id = userId ?? NewId();
+        return await Store.WriteAsync(async tx =>
+        {
+            if (await tx.FindUserByLoginAsync(index) is not null)
+                throw new DomicileException("conflict", "that login is already taken");
+            var dek = await CreateDekAsync(ring, tx, id, AccountService);
+            var loginEnc = Sealing.Seal(dek, Encoding.UTF8.GetBytes(normalizedLogin), Sealing.Aad("login", Id, id));
+            await tx.InsertUserAsync(new UserRow(id, index, loginEnc, passwordHash, country, NowMs, 0, "active"));
+            await AuditChain.AppendAsync(tx, Now, id, "account.create", id, new JsonObject { ["jurisdiction"] = country });
+            return new Account(id, country, Id, "active");
+        }, ct);
+    }
+
+    /// <summary>The user id for a login and password, or null. Takes the same time whether or not the login exists.</summary>
+    public async Task<Account?> AuthenticateAsync(string login, string password, CancellationToken ct = default)
+    {
+        UserRow? user;
+        using (var lease = Lease())
+        {
+            var index = lease.Keys.BlindIndex("login", NormalizeLogin(login ?? ""));
+            user = await Store.ReadAsync(tx => tx.FindUserByLoginAsync(index), ct);
+        }
+        var ok = await PasswordHasher.VerifyAsync(password ?? "", user?.PasswordHash ?? DummyHash.Value);
+        return ok && user is not null ? new Account(user.Id, user.Country, Id, user.State) : null;
+    }
+
+    static readonly Lazy<string> DummyHash = new(() => PasswordHasher.HashAsync("not a real password").GetAwaiter().GetResult());
+
+    public async Task<Account?> GetAccountAsync(string userId, CancellationToken ct = default)
+    {
+        var u = await Store.ReadAsync(tx => tx.GetUserAsync(userId), ct);
+        return u is null ? null : new Account(u.Id, u.Country, Id, u.State);
+    }
+
+    /// <summary>The user's login, decrypted (for the user's own export only).</summary>
+    public async Task<string?> LoginOfAsync(string userId, CancellationToken ct = default)
+    {
+        using var lease = Lease();
+        return await Store.ReadAsync(async tx =>
+        {
+            var u = await tx.GetUserAsync(userId);
+            var dek = u is null ? null : await DekAsync(lease.Keys, tx, userId, AccountService);
+            return u is null || dek is null ? null : Encoding.UTF8.GetString(Sealing.Open(dek, u.LoginEnc, Sealing.Aad("login", Id, userId)));
+        }, ct);
+    }
+
+    public Task<long> CountUsersAsync(CancellationToken ct = default) => Store.ReadAsync(tx => tx.CountUsersAsync(), ct);
+
+    async Task<UserRow> RequireUserAsync(IStoreTx tx, string userId) =>
+        await tx.GetUserAsync(userId) ?? throw DomicileException.NotFound("no such user in this region");
+}

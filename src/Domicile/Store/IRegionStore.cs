@@ -1,0 +1,77 @@
+namespace Domicile.Store;
+
+/// <summary>
+/// One region's persistence. It stores what the engine hands it (ciphertext, blind indexes,
+/// hashes) and never sees a key. Two real implementations: SQLite and PostgreSQL.
+/// </summary>
+public interface IRegionStore : IAsyncDisposable
+{
+    /// <summary><c>sqlite</c> or <c>postgres</c>.</summary>
+    string Engine { get; }
+
+    /// <summary>The applied schema version; 0 for an empty store.</summary>
+    Task<int> SchemaVersionAsync(CancellationToken ct = default);
+
+    /// <summary>Creates the store if needed and applies the versioned migrations it lacks.</summary>
+    Task UpgradeAsync(CancellationToken ct = default);
+
+    /// <summary>Runs reads; on SQLite inside one snapshot.</summary>
+    Task<T> ReadAsync<T>(Func<IStoreTx, Task<T>> work, CancellationToken ct = default);
+
+    /// <summary>Runs <paramref name="work"/> in one transaction: all of it commits or none.</summary>
+    Task<T> WriteAsync<T>(Func<IStoreTx, Task<T>> work, CancellationToken ct = default);
+}
+
+/// <summary>The statements available inside a read or a write.</summary>
+public interface IStoreTx
+{
+    Task<byte[]?> GetMetaAsync(string name);
+    Task SetMetaAsync(string name, byte[] value);
+
+    Task InsertKekAsync(KekRow row);
+    Task<IReadOnlyList<KekRow>> ListKeksAsync();
+    Task DeleteKekAsync(long version);
+
+    Task InsertUserAsync(UserRow row);
+    Task<UserRow?> GetUserAsync(string id);
+    Task<UserRow?> FindUserByLoginAsync(byte[] loginIndex);
+    Task<IReadOnlyList<UserRow>> ListUsersAsync(string? afterId, int limit);
+    Task<long> CountUsersAsync();
+    Task SetUserStateAsync(string id, string state);
+    /// <summary>Takes the user's next change number; also serialises the user's writes.</summary>
+    Task<long> NextChangeAsync(string userId);
+    Task DeleteUserAsync(string id);
+
+    Task<DekRow?> GetDekAsync(string userId, string service);
+    Task InsertDekAsync(DekRow row);
+    Task UpdateDekAsync(DekRow row);
+    Task<IReadOnlyList<DekRow>> ListDeksByKekAsync(long kekVersion, int limit);
+    Task<long> CountDeksByKekAsync(long kekVersion);
+    Task DeleteDekAsync(string userId, string service);
+
+    /// <summary>Current consent; in a write it also locks the row so a withdrawal orders after it.</summary>
+    Task<ConsentStateRow?> GetConsentStateAsync(string userId, string service);
+    Task SetConsentStateAsync(ConsentStateRow row);
+    Task<long> AppendConsentAsync(ConsentRow row);
+    Task<IReadOnlyList<ConsentRow>> ListConsentsAsync(string userId);
+
+    Task<ItemRow?> GetItemAsync(string userId, string service, string collection, byte[] keyIndex);
+    Task UpsertItemAsync(ItemRow row);
+    Task<IReadOnlyList<ItemRow>> ListItemsAsync(string userId, string service, string collection, byte[]? afterKeyIndex, int limit);
+    Task<IReadOnlyList<ItemRow>> ChangesAsync(string userId, long sinceVersion, int limit);
+    /// <summary>Deletes a user's items of one service (or all services when null) and returns their blob ids.</summary>
+    Task<IReadOnlyList<string>> DeleteItemsAsync(string userId, string? service);
+
+    Task InsertChunkAsync(string blobId, int index, byte[] data, long createdAt);
+    Task<byte[]?> GetChunkAsync(string blobId, int index);
+    Task DeleteBlobAsync(string blobId);
+
+    Task InsertOperatorAsync(OperatorRow row);
+    Task<OperatorRow?> FindOperatorByTokenAsync(byte[] tokenHash);
+    Task<IReadOnlyList<OperatorRow>> ListOperatorsAsync();
+
+    /// <summary>The last entry's (seq, hash); in a write it also locks the chain's head.</summary>
+    Task<(long Seq, string Hash)?> AuditHeadAsync();
+    Task AppendAuditAsync(AuditRow row);
+    Task<IReadOnlyList<AuditRow>> ReadAuditAsync(long afterSeq, int limit);
+}

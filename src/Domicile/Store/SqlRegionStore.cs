@@ -1,0 +1,151 @@
+using System.Data.Common;
+using System.Reflection;
+
+namespace Domicile.Store;
+
+/// <summary>
+/// The ADO.NET work both engines share: the SQL below is the common dialect of SQLite and
+/// PostgreSQL (named parameters, ON CONFLICT, RETURNING). Subclasses open connections, start
+/// transactions and supply the few statements that differ.
+/// </summary>
+public abstract class SqlRegionStore : IRegionStore
+{
+    /// <summary>The newest schema version this code knows.</summary>
+    public static int CodeSchemaVersion => Migrations("sqlite").Count;
+
+    public abstract string Engine { get; }
+
+    protected abstract Task<DbConnection> OpenAsync(CancellationToken ct);
+    protected abstract Task<DbTransaction> BeginWriteAsync(DbConnection connection, CancellationToken ct);
+    protected abstract Task<DbTransaction?> BeginReadAsync(DbConnection connection, CancellationToken ct);
+    protected abstract Task CreateIfMissingAsync(CancellationToken ct);
+
+    /// <summary>Suffix that locks a selected row for the rest of a write transaction.</summary>
+    protected internal abstract string LockShare { get; }
+    protected internal abstract string LockUpdate { get; }
+    /// <summary>Statement run before reading the audit head in a write (serialises appends).</summary>
+    protected internal abstract string? AuditLockSql { get; }
+
+    public virtual async Task<int> SchemaVersionAsync(CancellationToken ct = default)
+    {
+        await using var c = await OpenAsync(ct);
+        if (!await TableExistsAsync(c, "schema_migrations", ct)) return 0;
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
+        return Convert.ToInt32(await cmd.ExecuteScalarAsync(ct), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    protected abstract Task<bool> TableExistsAsync(DbConnection connection, string table, CancellationToken ct);
+
+    public async Task UpgradeAsync(CancellationToken ct = default)
+    {
+        await CreateIfMissingAsync(ct);
+        var current = await SchemaVersionAsync(ct);
+        var migrations = Migrations(Engine);
+        if (current > migrations.Count)
+            throw new StoreException($"the {Engine} store has schema version {current}, newer than this program's {migrations.Count}; upgrade Domicile before using it");
+        using var slot = await EnterWriteAsync(ct);
+        await using var c = await OpenAsync(ct);
+        for (var v = current + 1; v <= migrations.Count; v++)
+        {
+            await using var tx = await BeginWriteAsync(c, ct);
+            await using (var cmd = c.CreateCommand())
+            {
+                cmd.Transaction = tx;
+                cmd.CommandText = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)";
+                await cmd.ExecuteNonQueryAsync(ct);
+            }
+            var script = string.Join('\n', migrations[v - 1].Split('\n').Where(l => !l.TrimStart().StartsWith("--", StringComparison.Ordinal)));
+            foreach (var sql in script.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            {
+                await using var cmd = c.CreateCommand();
+                cmd.Transaction = tx;
+                cmd.CommandText = sql;
+                await cmd.ExecuteNonQueryAsync(ct);
+            }
+            await using (var cmd = c.CreateCommand())
+            {
+                cmd.Transaction = tx;
+                cmd.CommandText = "INSERT INTO schema_migrations (version, applied_at) VALUES (@v, @at)";
+                AddParameter(cmd, "v", v);
+                AddParameter(cmd, "at", DateTimeOffset.UtcNow.ToString("O", System.Globalization.CultureInfo.InvariantCulture));
+                await cmd.ExecuteNonQueryAsync(ct);
+            }
+            await tx.CommitAsync(ct);
+        }
+    }
+
+    /// <summary>Refuses a store whose schema is missing or newer than the code.</summary>
+    public async Task CheckSchemaAsync(CancellationToken ct = default)
+    {
+        var v = await SchemaVersionAsync(ct);
+        if (v == 0) throw new StoreException($"the {Engine} store is not initialised; run 'domicile init' first");
+        if (v > CodeSchemaVersion)
+            throw new StoreException($"the {Engine} store has schema version {v}, newer than this program's {CodeSchemaVersion}; upgrade Domicile before using it");
+        if (v < CodeSchemaVersion)
+            throw new StoreException($"the {Engine} store has schema version {v}, older than this program's {CodeSchemaVersion}; run 'domicile upgrade'");
+    }
+
+    public async Task<T> ReadAsync<T>(Func<IStoreTx, Task<T>> work, CancellationToken ct = default)
+    {
+        await using var c = await OpenAsync(ct);
+        await using var tx = await BeginReadAsync(c, ct);
+        return await work(new SqlStoreTx(this, c, tx, write: false));
+    }
+
+    public async Task<T> WriteAsync<T>(Func<IStoreTx, Task<T>> work, CancellationToken ct = default)
+    {
+        using var slot = await EnterWriteAsync(ct);
+        await using var c = await OpenAsync(ct);
+        await using var tx = await BeginWriteAsync(c, ct);
+        var result = await work(new SqlStoreTx(this, c, tx, write: true));
+        await tx.CommitAsync(ct);
+        return result;
+    }
+
+    /// <summary>Waits for this process's turn to write, where the engine allows one writer only.</summary>
+    protected virtual Task<IDisposable?> EnterWriteAsync(CancellationToken ct) => Task.FromResult<IDisposable?>(null);
+
+    public abstract ValueTask DisposeAsync();
+
+    internal static void AddParameter(DbCommand cmd, string name, object? value)
+    {
+        var p = cmd.CreateParameter();
+        p.ParameterName = name;
+        p.Value = value switch
+        {
+            null => DBNull.Value,
+            bool b => b ? 1L : 0L,
+            int i => (long)i,
+            _ => value,
+        };
+        cmd.Parameters.Add(p);
+    }
+
+    static readonly Dictionary<string, IReadOnlyList<string>> MigrationCache = [];
+
+    static IReadOnlyList<string> Migrations(string engine)
+    {
+        lock (MigrationCache)
+        {
+            if (MigrationCache.TryGetValue(engine, out var cached)) return cached;
+            var asm = Assembly.GetExecutingAssembly();
+            var prefix = $"Domicile.Store.Sql.{engine}.";
+            var list = asm.GetManifestResourceNames()
+                .Where(n => n.StartsWith(prefix, StringComparison.Ordinal))
+                .Order(StringComparer.Ordinal)
+                .Select(n =>
+                {
+                    using var s = asm.GetManifestResourceStream(n)!;
+                    using var r = new StreamReader(s);
+                    return r.ReadToEnd();
+                })
+                .ToList();
+            MigrationCache[engine] = list;
+            return list;
+        }
+    }
+}
+
+/// <summary>A store that cannot be used as it is (not initialised, newer schema, unreachable).</summary>
+public sealed class StoreException(string message, Exception? inner = null) : Exception(message, inner);

@@ -1,0 +1,218 @@
+using System.Data.Common;
+
+namespace Domicile.Store;
+
+internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, DbTransaction? transaction, bool write) : IStoreTx
+{
+    DbCommand Command(string sql, params (string Name, object? Value)[] args)
+    {
+        var cmd = connection.CreateCommand();
+        cmd.Transaction = transaction;
+        cmd.CommandText = sql;
+        foreach (var (name, value) in args) SqlRegionStore.AddParameter(cmd, name, value);
+        return cmd;
+    }
+
+    async Task<int> Exec(string sql, params (string, object?)[] args)
+    {
+        await using var cmd = Command(sql, args);
+        return await cmd.ExecuteNonQueryAsync();
+    }
+
+    async Task<List<T>> Query<T>(string sql, Func<DbDataReader, T> map, params (string, object?)[] args)
+    {
+        await using var cmd = Command(sql, args);
+        await using var r = await cmd.ExecuteReaderAsync();
+        var list = new List<T>();
+        try
+        {
+            while (await r.ReadAsync()) list.Add(map(r));
+        }
+        catch (InvalidCastException)
+        {
+            // A column holding the wrong type was written behind the engine's back.
+            throw new Keys.TamperedException();
+        }
+        return list;
+    }
+
+    async Task<T?> One<T>(string sql, Func<DbDataReader, T> map, params (string, object?)[] args) where T : class =>
+        (await Query(sql, map, args)).FirstOrDefault();
+
+    async Task<long> Scalar(string sql, params (string, object?)[] args)
+    {
+        await using var cmd = Command(sql, args);
+        var v = await cmd.ExecuteScalarAsync();
+        return v is null or DBNull ? 0 : Convert.ToInt64(v, System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    static byte[] Bytes(DbDataReader r, int i) => (byte[])r.GetValue(i);
+    static byte[]? OptBytes(DbDataReader r, int i) => r.IsDBNull(i) ? null : (byte[])r.GetValue(i);
+    static string? OptString(DbDataReader r, int i) => r.IsDBNull(i) ? null : r.GetString(i);
+
+    string Share => write ? store.LockShare : "";
+    string Update => write ? store.LockUpdate : "";
+
+    public async Task<byte[]?> GetMetaAsync(string name) =>
+        (await Query("SELECT value FROM meta WHERE name = @n", r => Bytes(r, 0), ("n", name))).FirstOrDefault();
+
+    public Task SetMetaAsync(string name, byte[] value) =>
+        Exec("INSERT INTO meta (name, value) VALUES (@n, @v) ON CONFLICT (name) DO UPDATE SET value = excluded.value", ("n", name), ("v", value));
+
+    public Task InsertKekAsync(KekRow row) =>
+        Exec("INSERT INTO keks (version, sealed, created_at) VALUES (@v, @s, @c)", ("v", row.Version), ("s", row.Sealed), ("c", row.CreatedAt));
+
+    public async Task<IReadOnlyList<KekRow>> ListKeksAsync() =>
+        await Query("SELECT version, sealed, created_at FROM keks ORDER BY version", r => new KekRow(r.GetInt64(0), Bytes(r, 1), r.GetInt64(2)));
+
+    public Task DeleteKekAsync(long version) => Exec("DELETE FROM keks WHERE version = @v", ("v", version));
+
+    const string UserColumns = "id, login_index, login_enc, password_hash, country, created_at, change_seq, state";
+
+    static UserRow MapUser(DbDataReader r) =>
+        new(r.GetString(0), Bytes(r, 1), Bytes(r, 2), r.GetString(3), r.GetString(4), r.GetInt64(5), r.GetInt64(6), r.GetString(7));
+
+    public Task InsertUserAsync(UserRow u) =>
+        Exec($"INSERT INTO users ({UserColumns}) VALUES (@id, @li, @le, @ph, @co, @ca, @cs, @st)",
+            ("id", u.Id), ("li", u.LoginIndex), ("le", u.LoginEnc), ("ph", u.PasswordHash), ("co", u.Country),
+            ("ca", u.CreatedAt), ("cs", u.ChangeSeq), ("st", u.State));
+
+    public Task<UserRow?> GetUserAsync(string id) => One($"SELECT {UserColumns} FROM users WHERE id = @id", MapUser, ("id", id));
+
+    public Task<UserRow?> FindUserByLoginAsync(byte[] loginIndex) =>
+        One($"SELECT {UserColumns} FROM users WHERE login_index = @li", MapUser, ("li", loginIndex));
+
+    public async Task<IReadOnlyList<UserRow>> ListUsersAsync(string? afterId, int limit) =>
+        await Query($"SELECT {UserColumns} FROM users WHERE id > @a ORDER BY id LIMIT @l", MapUser, ("a", afterId ?? ""), ("l", limit));
+
+    public Task<long> CountUsersAsync() => Scalar("SELECT COUNT(*) FROM users");
+
+    public Task SetUserStateAsync(string id, string state) => Exec("UPDATE users SET state = @s WHERE id = @id", ("s", state), ("id", id));
+
+    public Task<long> NextChangeAsync(string userId) =>
+        Scalar("UPDATE users SET change_seq = change_seq + 1 WHERE id = @id RETURNING change_seq", ("id", userId));
+
+    public Task DeleteUserAsync(string id) => Exec("DELETE FROM users WHERE id = @id", ("id", id));
+
+    const string DekColumns = "user_id, service, kek_version, wrapped, created_at";
+
+    static DekRow MapDek(DbDataReader r) => new(r.GetString(0), r.GetString(1), r.GetInt64(2), Bytes(r, 3), r.GetInt64(4));
+
+    public Task<DekRow?> GetDekAsync(string userId, string service) =>
+        One($"SELECT {DekColumns} FROM data_keys WHERE user_id = @u AND service = @s", MapDek, ("u", userId), ("s", service));
+
+    public Task InsertDekAsync(DekRow d) =>
+        Exec($"INSERT INTO data_keys ({DekColumns}) VALUES (@u, @s, @k, @w, @c)",
+            ("u", d.UserId), ("s", d.Service), ("k", d.KekVersion), ("w", d.Wrapped), ("c", d.CreatedAt));
+
+    public Task UpdateDekAsync(DekRow d) =>
+        Exec("UPDATE data_keys SET kek_version = @k, wrapped = @w WHERE user_id = @u AND service = @s",
+            ("u", d.UserId), ("s", d.Service), ("k", d.KekVersion), ("w", d.Wrapped));
+
+    public async Task<IReadOnlyList<DekRow>> ListDeksByKekAsync(long kekVersion, int limit) =>
+        await Query($"SELECT {DekColumns} FROM data_keys WHERE kek_version = @k LIMIT @l", MapDek, ("k", kekVersion), ("l", limit));
+
+    public Task<long> CountDeksByKekAsync(long kekVersion) => Scalar("SELECT COUNT(*) FROM data_keys WHERE kek_version = @k", ("k", kekVersion));
+
+    public Task DeleteDekAsync(string userId, string service) =>
+        Exec("DELETE FROM data_keys WHERE user_id = @u AND service = @s", ("u", userId), ("s", service));
+
+    public Task<ConsentStateRow?> GetConsentStateAsync(string userId, string service) =>
+        One($"SELECT user_id, service, version, granted, at FROM consent_state WHERE user_id = @u AND service = @s{Share}",
+            r => new ConsentStateRow(r.GetString(0), r.GetString(1), r.GetInt64(2), r.GetInt64(3) != 0, r.GetInt64(4)),
+            ("u", userId), ("s", service));
+
+    public Task SetConsentStateAsync(ConsentStateRow c) =>
+        Exec("""
+            INSERT INTO consent_state (user_id, service, version, granted, at) VALUES (@u, @s, @v, @g, @a)
+            ON CONFLICT (user_id, service) DO UPDATE SET version = excluded.version, granted = excluded.granted, at = excluded.at
+            """, ("u", c.UserId), ("s", c.Service), ("v", c.Version), ("g", c.Granted), ("a", c.At));
+
+    public Task<long> AppendConsentAsync(ConsentRow c) =>
+        Scalar("INSERT INTO consents (user_id, service, version, granted, at, source) VALUES (@u, @s, @v, @g, @a, @src) RETURNING id",
+            ("u", c.UserId), ("s", c.Service), ("v", c.Version), ("g", c.Granted), ("a", c.At), ("src", c.Source));
+
+    public async Task<IReadOnlyList<ConsentRow>> ListConsentsAsync(string userId) =>
+        await Query("SELECT id, user_id, service, version, granted, at, source FROM consents WHERE user_id = @u ORDER BY id",
+            r => new ConsentRow(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt64(4) != 0, r.GetInt64(5), r.GetString(6)),
+            ("u", userId));
+
+    const string ItemColumns = "user_id, service, collection, key_index, head, content, blob_id, size, version, deleted, created_at, updated_at";
+
+    static ItemRow MapItem(DbDataReader r) =>
+        new(r.GetString(0), r.GetString(1), r.GetString(2), Bytes(r, 3), Bytes(r, 4), OptBytes(r, 5), OptString(r, 6),
+            r.GetInt64(7), r.GetInt64(8), r.GetInt64(9) != 0, r.GetInt64(10), r.GetInt64(11));
+
+    public Task<ItemRow?> GetItemAsync(string userId, string service, string collection, byte[] keyIndex) =>
+        One($"SELECT {ItemColumns} FROM items WHERE user_id = @u AND service = @s AND collection = @c AND key_index = @k{Update}",
+            MapItem, ("u", userId), ("s", service), ("c", collection), ("k", keyIndex));
+
+    public Task UpsertItemAsync(ItemRow i) =>
+        Exec($"""
+            INSERT INTO items ({ItemColumns}) VALUES (@u, @s, @c, @k, @h, @ct, @b, @sz, @v, @d, @ca, @ua)
+            ON CONFLICT (user_id, service, collection, key_index) DO UPDATE SET
+              head = excluded.head, content = excluded.content, blob_id = excluded.blob_id, size = excluded.size,
+              version = excluded.version, deleted = excluded.deleted, updated_at = excluded.updated_at
+            """,
+            ("u", i.UserId), ("s", i.Service), ("c", i.Collection), ("k", i.KeyIndex), ("h", i.Head), ("ct", i.Content),
+            ("b", i.BlobId), ("sz", i.Size), ("v", i.Version), ("d", i.Deleted), ("ca", i.CreatedAt), ("ua", i.UpdatedAt));
+
+    public async Task<IReadOnlyList<ItemRow>> ListItemsAsync(string userId, string service, string collection, byte[]? afterKeyIndex, int limit) =>
+        await Query($"""
+            SELECT {ItemColumns} FROM items
+            WHERE user_id = @u AND service = @s AND collection = @c AND deleted = 0 AND key_index > @a
+            ORDER BY key_index LIMIT @l
+            """, MapItem, ("u", userId), ("s", service), ("c", collection), ("a", afterKeyIndex ?? []), ("l", limit));
+
+    public async Task<IReadOnlyList<ItemRow>> ChangesAsync(string userId, long sinceVersion, int limit) =>
+        await Query($"SELECT {ItemColumns} FROM items WHERE user_id = @u AND version > @v ORDER BY version LIMIT @l",
+            MapItem, ("u", userId), ("v", sinceVersion), ("l", limit));
+
+    public async Task<IReadOnlyList<string>> DeleteItemsAsync(string userId, string? service)
+    {
+        var filter = service is null ? "user_id = @u" : "user_id = @u AND service = @s";
+        (string, object?)[] args = service is null ? [("u", userId)] : [("u", userId), ("s", service)];
+        var blobs = await Query($"SELECT blob_id FROM items WHERE {filter} AND blob_id IS NOT NULL", r => r.GetString(0), args);
+        await Exec($"DELETE FROM items WHERE {filter}", args);
+        foreach (var b in blobs) await DeleteBlobAsync(b);
+        return blobs;
+    }
+
+    public Task InsertChunkAsync(string blobId, int index, byte[] data, long createdAt) =>
+        Exec("INSERT INTO blob_chunks (blob_id, idx, data, created_at) VALUES (@b, @i, @d, @c)", ("b", blobId), ("i", index), ("d", data), ("c", createdAt));
+
+    public async Task<byte[]?> GetChunkAsync(string blobId, int index) =>
+        (await Query("SELECT data FROM blob_chunks WHERE blob_id = @b AND idx = @i", r => Bytes(r, 0), ("b", blobId), ("i", index))).FirstOrDefault();
+
+    public Task DeleteBlobAsync(string blobId) => Exec("DELETE FROM blob_chunks WHERE blob_id = @b", ("b", blobId));
+
+    const string OperatorColumns = "id, name, role, token_hash, created_at, revoked";
+
+    static OperatorRow MapOperator(DbDataReader r) => new(r.GetString(0), r.GetString(1), r.GetString(2), Bytes(r, 3), r.GetInt64(4), r.GetInt64(5) != 0);
+
+    public Task InsertOperatorAsync(OperatorRow o) =>
+        Exec($"INSERT INTO operators ({OperatorColumns}) VALUES (@i, @n, @r, @t, @c, @x)",
+            ("i", o.Id), ("n", o.Name), ("r", o.Role), ("t", o.TokenHash), ("c", o.CreatedAt), ("x", o.Revoked));
+
+    public Task<OperatorRow?> FindOperatorByTokenAsync(byte[] tokenHash) =>
+        One($"SELECT {OperatorColumns} FROM operators WHERE token_hash = @t", MapOperator, ("t", tokenHash));
+
+    public async Task<IReadOnlyList<OperatorRow>> ListOperatorsAsync() =>
+        await Query($"SELECT {OperatorColumns} FROM operators ORDER BY created_at, id", MapOperator);
+
+    public async Task<(long Seq, string Hash)?> AuditHeadAsync()
+    {
+        if (write && store.AuditLockSql is { } lockSql) await Exec(lockSql);
+        var rows = await Query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", r => (r.GetInt64(0), r.GetString(1)));
+        return rows.Count == 0 ? null : rows[0];
+    }
+
+    public Task AppendAuditAsync(AuditRow a) =>
+        Exec("INSERT INTO audit (seq, at, actor, action, subject, details, prev, hash) VALUES (@q, @at, @ac, @an, @s, @d, @p, @h)",
+            ("q", a.Seq), ("at", a.At), ("ac", a.Actor), ("an", a.Action), ("s", a.Subject), ("d", a.Details), ("p", a.Prev), ("h", a.Hash));
+
+    public async Task<IReadOnlyList<AuditRow>> ReadAuditAsync(long afterSeq, int limit) =>
+        await Query("SELECT seq, at, actor, action, subject, details, prev, hash FROM audit WHERE seq > @a ORDER BY seq LIMIT @l",
+            r => new AuditRow(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.GetString(6), r.GetString(7)),
+            ("a", afterSeq), ("l", limit));
+}

@@ -1,0 +1,90 @@
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+
+namespace Domicile.Store;
+
+/// <summary>A region in one folder: <c>region.db</c> in WAL mode.</summary>
+public sealed class SqliteRegionStore : SqlRegionStore
+{
+    readonly string _connectionString;
+    // One writer at a time inside this process; BEGIN IMMEDIATE covers other processes.
+    readonly SemaphoreSlim _writer = new(1, 1);
+
+    public SqliteRegionStore(string folder)
+    {
+        Folder = folder;
+        _connectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = Path.Combine(folder, "region.db"),
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Pooling = true,
+            DefaultTimeout = 30,
+        }.ToString();
+    }
+
+    public string Folder { get; }
+    public override string Engine => "sqlite";
+    protected internal override string LockShare => "";
+    protected internal override string LockUpdate => "";
+    protected internal override string? AuditLockSql => null;
+
+    protected override async Task<DbConnection> OpenAsync(CancellationToken ct)
+    {
+        if (!Directory.Exists(Folder))
+            throw new StoreException($"the SQLite region folder '{Folder}' does not exist; run 'domicile init' first");
+        var c = new SqliteConnection(_connectionString);
+        await c.OpenAsync(ct);
+        await using var cmd = c.CreateCommand();
+        // secure_delete overwrites freed pages so deleted ciphertext and indexes do not linger in the file.
+        cmd.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON;";
+        await cmd.ExecuteNonQueryAsync(ct);
+        return c;
+    }
+
+    protected override Task CreateIfMissingAsync(CancellationToken ct)
+    {
+        Directory.CreateDirectory(Folder);
+        if (!OperatingSystem.IsWindows())
+            File.SetUnixFileMode(Folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        return Task.CompletedTask;
+    }
+
+    protected override async Task<bool> TableExistsAsync(DbConnection connection, string table, CancellationToken ct)
+    {
+        await using var cmd = connection.CreateCommand();
+        cmd.CommandText = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = @t";
+        AddParameter(cmd, "t", table);
+        return Convert.ToInt64(await cmd.ExecuteScalarAsync(ct), System.Globalization.CultureInfo.InvariantCulture) > 0;
+    }
+
+    public override async Task<int> SchemaVersionAsync(CancellationToken ct = default) =>
+        File.Exists(Path.Combine(Folder, "region.db")) ? await base.SchemaVersionAsync(ct) : 0;
+
+    protected override Task<DbTransaction> BeginWriteAsync(DbConnection connection, CancellationToken ct) =>
+        Task.FromResult<DbTransaction>(((SqliteConnection)connection).BeginTransaction(System.Data.IsolationLevel.Serializable, deferred: false));
+
+    protected override async Task<IDisposable?> EnterWriteAsync(CancellationToken ct)
+    {
+        await _writer.WaitAsync(ct);
+        return new Slot(_writer);
+    }
+
+    sealed class Slot(SemaphoreSlim semaphore) : IDisposable
+    {
+        int _released;
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0) semaphore.Release();
+        }
+    }
+
+    protected override Task<DbTransaction?> BeginReadAsync(DbConnection connection, CancellationToken ct) =>
+        Task.FromResult<DbTransaction?>(((SqliteConnection)connection).BeginTransaction(deferred: true));
+
+    public override ValueTask DisposeAsync()
+    {
+        SqliteConnection.ClearAllPools();
+        _writer.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}
