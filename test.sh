@@ -21,7 +21,10 @@ dotnet test Domicile.slnx -c Release --no-build --logger "console;verbosity=norm
 status=${PIPESTATUS[0]}
 set -e
 # One plain closing line for any reader: "N passed, N failed, N skipped".
-awk '/^(Passed|Failed)!/ { for (i = 1; i <= NF; i++) { gsub(",", "", $(i+1)); if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) } }
-     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+awk '
+  /^(Passed|Failed)!/ { for (i = 1; i <= NF; i++) { v = $(i+1); gsub(",", "", v)
+      if ($i == "Failed:") f += v; if ($i == "Passed:") p += v; if ($i == "Skipped:") s += v }; seen = 1; next }
+  !seen && /^ +Passed: [0-9]+$/ { p2 += $2 } !seen && /^ +Failed: [0-9]+$/ { f2 += $2 } !seen && /^ +Skipped: [0-9]+$/ { s2 += $2 }
+  END { if (!seen) { p = p2; f = f2; s = s2 }; printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
 rm -f "$log"
 exit "$status"

@@ -351,7 +351,7 @@ public abstract class RegionContract(string engine)
         var lines = export.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(ok.Entries, lines.Length);
         var actions = lines.Select(l => JsonNode.Parse(l)!["action"]!.GetValue<string>()).ToList();
-        Assert.Equal(["region.init", "account.create", "consent.grant", "consent.withdraw"], actions);
+        Assert.Equal(["region.init", "operator.create", "account.create", "consent.grant", "consent.withdraw"], actions);
         // Independent recomputation: the hash is SHA-256 of the JCS form without "hash".
         var prev = new string('0', 64);
         foreach (var (line, i) in lines.Select((l, i) => (l, i)))

@@ -294,7 +294,12 @@ public static partial class ConfigLoader
         };
 
     // A store string may carry a password; never echo more than its scheme.
-    static string Redact(string text) => text.Length <= 12 ? text : text[..12] + "…";
+    static string Redact(string text)
+    {
+        if (text.Contains('@', StringComparison.Ordinal) || text.Contains("password", StringComparison.OrdinalIgnoreCase))
+            return text.Split(':')[0] + ":…";
+        return text.Length <= 80 ? text : text[..80] + "…";
+    }
 
     [GeneratedRegex("^[a-z0-9-]+$")]
     private static partial Regex RegionIdPattern();
