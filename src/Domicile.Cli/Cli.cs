@@ -23,7 +23,11 @@ public static class Cli
         var root = new RootCommand("Domicile: each person's data in their own country, with consent, for no longer than needed.");
         root.Options.Add(ConfigOption);
         root.Options.Add(JsonOption);
+        root.Options.Add(ServerClient.ServerOption);
+        root.Options.Add(ServerClient.TokenOption);
         root.Subcommands.Add(InitCommand.Create(output));
+        root.Subcommands.Add(ServeCommand.Create(output));
+        foreach (var c in OpsCommands.Create(output)) root.Subcommands.Add(c);
         root.Subcommands.Add(DemoCommand.Create(output));
 
         var parse = root.Parse(args);
@@ -55,6 +59,12 @@ public static class Cli
         catch (Store.StoreException e)
         {
             output.Error.WriteLine($"domicile: {e.Message}");
+            return 1;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // The type only: a message could carry data we must not print.
+            output.Error.WriteLine($"domicile: the command failed unexpectedly ({e.GetType().Name}); nothing more is shown to avoid printing data");
             return 1;
         }
     }

@@ -28,7 +28,11 @@ internal sealed class KeyRing
         _blindKey = blindKey;
         Signing = signing;
         Kid = kid;
+        PublicKey = ECDsa.Create(signing.ExportParameters(includePrivateParameters: false));
     }
+
+    /// <summary>Public half only: safe to hand out, survives the wipe.</summary>
+    public ECDsa PublicKey { get; }
 
     public ECDsa Signing { get; }
     public string Kid { get; }

@@ -66,6 +66,17 @@ public interface IStoreTx
     Task<byte[]?> GetChunkAsync(string blobId, int index);
     Task DeleteBlobAsync(string blobId);
 
+    Task InsertRefreshTokenAsync(RefreshTokenRow row);
+    Task<RefreshTokenRow?> GetRefreshTokenAsync(byte[] tokenHash);
+    /// <summary>Marks an unused token used; false when it was already used (a replay).</summary>
+    Task<bool> UseRefreshTokenAsync(byte[] tokenHash);
+    Task DeleteRefreshFamilyAsync(string family);
+    Task DeleteRefreshTokensOfUserAsync(string userId);
+
+    /// <summary>Per jurisdiction: users, live items and their bytes.</summary>
+    Task<IReadOnlyList<(string Country, long Users, long Items, long Bytes)>> ResidencyAsync();
+    Task<IReadOnlyList<string>> ListUserIdsByCountryAsync(string country, int limit);
+
     Task InsertOperatorAsync(OperatorRow row);
     Task<OperatorRow?> FindOperatorByTokenAsync(byte[] tokenHash);
     Task<IReadOnlyList<OperatorRow>> ListOperatorsAsync();

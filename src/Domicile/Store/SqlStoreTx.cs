@@ -186,6 +186,33 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     public Task DeleteBlobAsync(string blobId) => Exec("DELETE FROM blob_chunks WHERE blob_id = @b", ("b", blobId));
 
+    public Task InsertRefreshTokenAsync(RefreshTokenRow t) =>
+        Exec("INSERT INTO refresh_tokens (token_hash, user_id, family, expires_at, used) VALUES (@h, @u, @f, @e, @x)",
+            ("h", t.TokenHash), ("u", t.UserId), ("f", t.Family), ("e", t.ExpiresAt), ("x", t.Used));
+
+    public Task<RefreshTokenRow?> GetRefreshTokenAsync(byte[] tokenHash) =>
+        One("SELECT token_hash, user_id, family, expires_at, used FROM refresh_tokens WHERE token_hash = @h",
+            r => new RefreshTokenRow(Bytes(r, 0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt64(4) != 0), ("h", tokenHash));
+
+    public async Task<bool> UseRefreshTokenAsync(byte[] tokenHash) =>
+        await Exec("UPDATE refresh_tokens SET used = 1 WHERE token_hash = @h AND used = 0", ("h", tokenHash)) == 1;
+
+    public Task DeleteRefreshFamilyAsync(string family) => Exec("DELETE FROM refresh_tokens WHERE family = @f", ("f", family));
+
+    public Task DeleteRefreshTokensOfUserAsync(string userId) => Exec("DELETE FROM refresh_tokens WHERE user_id = @u", ("u", userId));
+
+    public async Task<IReadOnlyList<(string Country, long Users, long Items, long Bytes)>> ResidencyAsync() =>
+        await Query("""
+            SELECT u.country, COUNT(*), COALESCE(SUM(s.items), 0), COALESCE(SUM(s.bytes), 0)
+            FROM users u LEFT JOIN (
+              SELECT user_id, COUNT(*) AS items, SUM(size) AS bytes FROM items WHERE deleted = 0 GROUP BY user_id
+            ) s ON s.user_id = u.id
+            GROUP BY u.country ORDER BY u.country
+            """, r => (r.GetString(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3)));
+
+    public async Task<IReadOnlyList<string>> ListUserIdsByCountryAsync(string country, int limit) =>
+        await Query("SELECT id FROM users WHERE country = @c ORDER BY id LIMIT @l", r => r.GetString(0), ("c", country), ("l", limit));
+
     const string OperatorColumns = "id, name, role, token_hash, created_at, revoked";
 
     static OperatorRow MapOperator(DbDataReader r) => new(r.GetString(0), r.GetString(1), r.GetString(2), Bytes(r, 3), r.GetInt64(4), r.GetInt64(5) != 0);

@@ -1,0 +1,102 @@
+using System.Collections.Concurrent;
+using System.Threading.RateLimiting;
+using Domicile.Crypto;
+using Microsoft.AspNetCore.Http;
+
+namespace Domicile.Server;
+
+/// <summary>The caller of a <c>/v1/me</c> request: a verified user of a region served here.</summary>
+public sealed record UserCaller(string UserId, Region Region);
+
+/// <summary>
+/// Authentication for people (ES256 access tokens signed by their home region) and for
+/// operators (random bearer tokens kept as hashes). Every failure is a 401/403 problem.
+/// </summary>
+public sealed class Auth(Deployment deployment, TimeProvider time)
+{
+    const string UserKey = "domicile.user", OperatorKey = "domicile.operator";
+    readonly ConcurrentDictionary<string, byte> _seenKids = new();
+
+    public static string? BearerToken(HttpContext context)
+    {
+        var header = context.Request.Headers.Authorization.ToString();
+        return header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..].Trim() : null;
+    }
+
+    static ProblemException Unauthenticated(string detail) => new("unauthenticated", detail);
+
+    /// <summary>Verifies the access token and finds the user in the region that signed it.</summary>
+    public async Task<UserCaller> UserAsync(HttpContext context)
+    {
+        if (context.Items[UserKey] is UserCaller cached) return cached;
+        var token = BearerToken(context) ?? throw Unauthenticated("this request needs 'Authorization: Bearer <access token>'; get one from POST /v1/auth/token");
+        var parts = token.Split('.');
+        if (parts.Length != 3) throw Unauthenticated("the bearer token is not an access token");
+        string? kid;
+        try
+        {
+            var header = System.Text.Json.Nodes.JsonNode.Parse(Jws.FromBase64Url(parts[0]));
+            kid = (string?)header?["kid"];
+        }
+        catch (Exception e) when (e is FormatException or System.Text.Json.JsonException or InvalidOperationException)
+        {
+            throw Unauthenticated("the bearer token is not an access token");
+        }
+        var region = kid is null ? null : deployment.Regions.Values.FirstOrDefault(r => kid.StartsWith(r.Id + "-", StringComparison.Ordinal));
+        if (region is null) throw Unauthenticated("the access token was not issued by this service");
+        if (region.IsSealed) throw new ProblemException("sealed", $"region '{region.Id}' is sealed; custodians must unseal it before it serves data") { RetryAfter = TimeSpan.FromSeconds(5) };
+        if (!Jws.TryVerify(token, k => region.VerificationKey(k), out var claims) || claims is null)
+            throw Unauthenticated("the access token's signature does not verify");
+        var now = time.GetUtcNow().ToUnixTimeSeconds();
+        if ((string?)claims["typ"] != "access" || (string?)claims["iss"] != Region.Issuer || (string?)claims["region"] != region.Id)
+            throw Unauthenticated("the bearer token is not an access token of this service");
+        if (claims["exp"] is not { } exp || exp.GetValueKind() != System.Text.Json.JsonValueKind.Number || exp.GetValue<long>() <= now)
+            throw Unauthenticated("the access token has expired; use your refresh token at POST /v1/auth/token");
+        var sub = (string?)claims["sub"] ?? throw Unauthenticated("the access token names no user");
+        var account = await region.GetAccountAsync(sub, context.RequestAborted);
+        if (account is null) throw Unauthenticated("the account of this token no longer exists");
+        var caller = new UserCaller(sub, region);
+        context.Items[UserKey] = caller;
+        _seenKids.TryAdd(kid!, 0);
+        return caller;
+    }
+
+    /// <summary>Finds the operator of a bearer token and checks the role.</summary>
+    public async Task<Operator> OperatorAsync(HttpContext context, params string[] roles)
+    {
+        if (context.Items[OperatorKey] is not Operator op)
+        {
+            var token = BearerToken(context) ?? throw Unauthenticated("this request needs an operator token: 'Authorization: Bearer dmo_…'");
+            var store = deployment.Regions.Values.First();
+            op = await Operators.FindAsync(store, token, context.RequestAborted) ?? throw Unauthenticated("the operator token is not valid");
+            context.Items[OperatorKey] = op;
+        }
+        if (roles.Length > 0 && !roles.Contains(op.Role))
+            throw new ProblemException("forbidden", $"the role '{op.Role}' may not do this; it needs {string.Join(" or ", roles)}");
+        return op;
+    }
+}
+
+/// <summary>Per-user request budget (<c>limits.user_rps</c>); answers 429 with Retry-After.</summary>
+public sealed class UserRateLimiter(int perSecond) : IDisposable
+{
+    readonly PartitionedRateLimiter<string>? _limiter = perSecond <= 0 ? null : PartitionedRateLimiter.Create<string, string>(user =>
+        RateLimitPartition.GetTokenBucketLimiter(user, _ => new TokenBucketRateLimiterOptions
+        {
+            TokenLimit = perSecond,
+            TokensPerPeriod = perSecond,
+            ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+            QueueLimit = 0,
+            AutoReplenishment = true,
+        }));
+
+    public void Check(string userId)
+    {
+        if (_limiter is null) return;
+        using var lease = _limiter.AttemptAcquire(userId);
+        if (!lease.IsAcquired)
+            throw new ProblemException("rate_limited", "too many requests for this account; wait a moment and retry") { RetryAfter = TimeSpan.FromSeconds(1) };
+    }
+
+    public void Dispose() => _limiter?.Dispose();
+}

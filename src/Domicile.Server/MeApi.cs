@@ -1,0 +1,148 @@
+using System.Globalization;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+
+namespace Domicile.Server;
+
+/// <summary>A person's own account, consents, data and sync feed: <c>/v1/me/*</c>.</summary>
+public static class MeApi
+{
+    public static RouteGroupBuilder MapMeApi(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/v1/me").WithTags("Me");
+        group.AddEndpointFilter(async (ctx, next) =>
+        {
+            var http = ctx.HttpContext;
+            var caller = await http.RequestServices.GetRequiredService<Auth>().UserAsync(http);
+            http.RequestServices.GetRequiredService<UserRateLimiter>().Check(caller.UserId);
+            return await next(ctx);
+        });
+        group.MapGet("/", (Delegate)Me).WithSummary("Who am I: user id, country, home region");
+        group.MapGet("/consents", (Delegate)Consents).WithSummary("Consent to every service, granted or not");
+        group.MapPut("/consents/{service}", SetConsent).Accepts<ConsentRequest>("application/json")
+            .WithSummary("Grant or withdraw consent; answered with a receipt signed by the region");
+        group.MapGet("/data/{service}/{collection}", List).WithSummary("List a collection's items (cursor paging)");
+        group.MapPut("/data/{service}/{collection}/{**key}", Put).Produces<PutResponse>(201).Produces<PutResponse>(200)
+            .WithSummary("Store an item: any body, Content-Type kept; optional If-Match");
+        group.MapGet("/data/{service}/{collection}/{**key}", Get).Produces(200, contentType: "application/octet-stream")
+            .WithSummary("Read an item back with its Content-Type and ETag");
+        group.MapDelete("/data/{service}/{collection}/{**key}", Delete).WithSummary("Delete an item");
+        group.MapGet("/changes", Changes).WithSummary("The sync feed: changes after a cursor");
+        return group;
+    }
+
+    static async Task<UserCaller> Caller(HttpContext context) =>
+        await context.RequestServices.GetRequiredService<Auth>().UserAsync(context);
+
+    static async Task<Ok<MeResponse>> Me(HttpContext context)
+    {
+        var c = await Caller(context);
+        var account = await c.Region.GetAccountAsync(c.UserId, context.RequestAborted) ?? throw new ProblemException("unauthenticated", "the account no longer exists");
+        return TypedResults.Ok(new MeResponse(account.UserId, account.Country, account.Region));
+    }
+
+    static async Task<Ok<List<ConsentEntry>>> Consents(HttpContext context)
+    {
+        var c = await Caller(context);
+        var views = await c.Region.GetConsentsAsync(c.UserId, context.RequestAborted);
+        return TypedResults.Ok(views.Select(v => new ConsentEntry(v.Service, v.Purpose, v.Version, v.Granted, v.At)).ToList());
+    }
+
+    static async Task<Ok<ConsentResponse>> SetConsent(HttpContext context, string service)
+    {
+        var c = await Caller(context);
+        var body = await JsonBody.ReadAsync(context, WireJson.Default.ConsentRequest);
+        if (body.Granted is not { } granted) throw new ProblemException("invalid_request", "'granted' (true or false) is required");
+        var source = "api:" + (context.Request.Headers.UserAgent.ToString() is { Length: > 0 } ua ? ua[..Math.Min(ua.Length, 60)] : "unknown");
+        var change = await c.Region.SetConsentAsync(c.UserId, service, granted, source, context.RequestAborted);
+        return TypedResults.Ok(new ConsentResponse(change.Service, change.Version, change.Granted, change.At, change.Receipt));
+    }
+
+    /// <summary>
+    /// The item key from the raw request target, decoded once here: the router leaves %2F
+    /// encoded, which would make "a/b" and "a%2Fb" the same key.
+    /// </summary>
+    internal static string RawKey(HttpContext context)
+    {
+        var raw = context.Features.Get<IHttpRequestFeature>()?.RawTarget ?? context.Request.Path.Value ?? "";
+        var q = raw.IndexOf('?', StringComparison.Ordinal);
+        if (q >= 0) raw = raw[..q];
+        var segments = raw.Split('/');
+        // "", "v1", "me", "data", service, collection, key…
+        if (segments.Length < 7) throw new ProblemException("invalid_request", "the path must be /v1/me/data/{service}/{collection}/{key}");
+        try
+        {
+            return string.Join('/', segments.Skip(6).Select(Uri.UnescapeDataString));
+        }
+        catch (UriFormatException)
+        {
+            throw new ProblemException("invalid_request", "the key is not correctly percent-encoded");
+        }
+    }
+
+    static async Task<IResult> Put(HttpContext context, string service, string collection)
+    {
+        var c = await Caller(context);
+        var max = c.Region.Policy.Limits.MaxItemBytes;
+        if (context.Request.ContentLength > max)
+            throw new ProblemException("payload_too_large", $"the item is larger than the limit of {max} bytes; nothing was stored");
+        var feature = context.Features.Get<IHttpMaxRequestBodySizeFeature>();
+        if (feature is { IsReadOnly: false }) feature.MaxRequestBodySize = max + 1;
+        var ifMatch = context.Request.Headers.IfMatch.ToString() is { Length: > 0 } m ? m : null;
+        var result = await c.Region.PutAsync(c.UserId, service, collection, RawKey(context), context.Request.ContentType,
+            context.Request.Body, ifMatch, context.RequestAborted);
+        context.Response.Headers.ETag = result.ETag;
+        var payload = new PutResponse(result.ETag, result.Size);
+        return TypedResults.Json(payload, statusCode: result.Created ? 201 : 200);
+    }
+
+    static async Task Get(HttpContext context, string service, string collection)
+    {
+        var c = await Caller(context);
+        await using var item = await c.Region.GetAsync(c.UserId, service, collection, RawKey(context), context.RequestAborted);
+        if (context.Request.Headers.IfNoneMatch.ToString() == item.ETag)
+        {
+            context.Response.StatusCode = 304;
+            context.Response.Headers.ETag = item.ETag;
+            return;
+        }
+        context.Response.ContentType = item.ContentType;
+        context.Response.Headers.ETag = item.ETag;
+        context.Response.Headers.LastModified = item.UpdatedAt.ToString("R", CultureInfo.InvariantCulture);
+        context.Response.Headers.CacheControl = "private, no-store";
+        context.Response.ContentLength = item.Size;
+        await item.Content.CopyToAsync(context.Response.Body, Region.ChunkSize, context.RequestAborted);
+    }
+
+    static async Task<NoContent> Delete(HttpContext context, string service, string collection)
+    {
+        var c = await Caller(context);
+        var ifMatch = context.Request.Headers.IfMatch.ToString() is { Length: > 0 } m ? m : null;
+        await c.Region.DeleteAsync(c.UserId, service, collection, RawKey(context), ifMatch, context.RequestAborted);
+        return TypedResults.NoContent();
+    }
+
+    static async Task<Ok<ItemList>> List(HttpContext context, string service, string collection, string? cursor, string? limit)
+    {
+        var c = await Caller(context);
+        var page = await c.Region.ListAsync(c.UserId, service, collection, cursor, ParseLimit(limit, 100), context.RequestAborted);
+        return TypedResults.Ok(new ItemList(page.Items.Select(i => new ItemEntry(i.Key, i.ETag, i.Size, i.UpdatedAt)).ToList(), page.NextCursor));
+    }
+
+    static async Task<Ok<ChangeList>> Changes(HttpContext context, string? since, string? limit)
+    {
+        var c = await Caller(context);
+        var page = await c.Region.ChangesAsync(c.UserId, since, ParseLimit(limit, 500), context.RequestAborted);
+        return TypedResults.Ok(new ChangeList(page.Changes.Select(x => new ChangeEntry(x.Service, x.Collection, x.Key, x.ETag, x.Deleted)).ToList(), page.Cursor));
+    }
+
+    internal static int ParseLimit(string? text, int fallback)
+    {
+        if (string.IsNullOrEmpty(text)) return fallback;
+        return int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= 1000
+            ? n : throw new ProblemException("invalid_request", "'limit' must be a whole number from 1 to 1000");
+    }
+}
