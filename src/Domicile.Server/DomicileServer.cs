@@ -11,6 +11,9 @@ public sealed class ServerOptions
 {
     public string Urls { get; set; } = "http://127.0.0.1:8080";
     public LogLevel LogLevel { get; set; } = LogLevel.Warning;
+
+    /// <summary>Extra logging setup (tests capture the server's log output through this).</summary>
+    public Action<ILoggingBuilder>? Logging { get; set; }
 }
 
 /// <summary>Composition of the HTTP API over a <see cref="Deployment"/>.</summary>
@@ -25,6 +28,7 @@ public static class DomicileServer
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
         builder.Logging.SetMinimumLevel(options.LogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        options.Logging?.Invoke(builder.Logging);
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;

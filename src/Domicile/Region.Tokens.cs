@@ -45,7 +45,8 @@ public sealed partial class Region
     public static string? RegionOfRefreshToken(string token)
     {
         if (!token.StartsWith("dmr_", StringComparison.Ordinal)) return null;
-        var end = token.LastIndexOf('_');
+        // Region ids never hold '_'; the random part may.
+        var end = token.IndexOf('_', 4);
         return end > 4 ? token[4..end] : null;
     }
 
