@@ -18,6 +18,77 @@ internal static class OpsCommands
         yield return Audit(output);
         yield return Keys(output);
         yield return Operators(output);
+        yield return Retention(output);
+        yield return BackupCommand(output);
+        yield return RestoreCommand(output);
+    }
+
+    static Command Retention(CliOutput output)
+    {
+        var run = new Command("run", "One retention sweep now; prints what was deleted per service");
+        run.SetAction(async (parse, ct) =>
+        {
+            using var client = ServerClient.From(parse);
+            var answer = await client.PostJsonAsync("/v1/sys/retention/run", null, ct);
+            if (parse.GetValue(Cli.JsonOption)) { output.Json(answer); return 0; }
+            output.Out.WriteLine($"{"region",-16} {"service",-18} {"messages",9} {"items",9} {"withdrawn",10}");
+            foreach (var r in answer["regions"]!.AsArray())
+                foreach (var (svc, counts) in r!["services"]!.AsObject())
+                    output.Out.WriteLine($"{(string?)r["id"],-16} {svc,-18} {(long)counts!["messages"]!,9} {(long)counts["items"]!,9} {(long)counts["withdrawn_users"]!,10}");
+            return 0;
+        });
+        return new Command("retention", "Retention of data past its limits") { run };
+    }
+
+    // Backup and restore work on the region's store directly (no keys needed, none written).
+    static Command BackupCommand(CliOutput output)
+    {
+        var region = RegionOption();
+        var outFile = new Option<string>("--out") { Description = "File to write (gzip'd JSON Lines)", Required = true };
+        var command = new Command("backup", "Data backup of a region, without data keys") { region, outFile };
+        command.SetAction(async (parse, ct) =>
+        {
+            await using var deployment = Deployment.Open(Cli.LoadConfig(parse), parse.GetValue(region));
+            await deployment.CheckSchemasAsync(ct);
+            var path = parse.GetValue(outFile)!;
+            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+            if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            BackupResult result;
+            try
+            {
+                await using var file = new FileStream(path, options);
+                result = await Backup.WriteAsync(deployment.Region(parse.GetValue(region)!), file, ct);
+            }
+            catch (IOException e) when (File.Exists(path) && e is not EndOfStreamException)
+            {
+                throw new UsageException($"--out: '{path}' already exists; choose a new file name");
+            }
+            if (parse.GetValue(Cli.JsonOption)) output.Json(new JsonObject { ["region"] = result.Region, ["users"] = result.Users, ["rows"] = result.Rows, ["file"] = path });
+            else output.Out.WriteLine($"{result.Region}: {result.Users} users, {result.Rows} rows written to {path} (no data keys inside)");
+            return 0;
+        });
+        return command;
+    }
+
+    static Command RestoreCommand(CliOutput output)
+    {
+        var region = RegionOption();
+        var from = new Option<string>("--from") { Description = "Backup file written by 'domicile backup'", Required = true };
+        var command = new Command("restore", "Restore a region's data from a backup, against its current keys") { region, from };
+        command.SetAction(async (parse, ct) =>
+        {
+            var path = parse.GetValue(from)!;
+            if (!File.Exists(path)) throw new UsageException($"--from: '{path}' does not exist");
+            await using var deployment = Deployment.Open(Cli.LoadConfig(parse), parse.GetValue(region));
+            await deployment.CheckSchemasAsync(ct);
+            await using var file = File.OpenRead(path);
+            var result = await Backup.RestoreAsync(deployment.Region(parse.GetValue(region)!), file, "cli", ct);
+            if (parse.GetValue(Cli.JsonOption))
+                output.Json(new JsonObject { ["region"] = result.Region, ["restored_users"] = result.RestoredUsers, ["skipped_users"] = result.SkippedUsers, ["rows"] = result.Rows });
+            else output.Out.WriteLine($"{result.Region}: {result.RestoredUsers} users restored; {result.SkippedUsers} skipped (erased since the backup: their keys are gone)");
+            return 0;
+        });
+        return command;
     }
 
     static Command Unseal(CliOutput output)

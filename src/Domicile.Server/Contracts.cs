@@ -29,6 +29,15 @@ public sealed record RegionStatus(string Id, bool Sealed, long Users);
 public sealed record MigrationStatus(string Id, string State, long Done, long Total);
 public sealed record StatusResponse(IReadOnlyList<RegionStatus> Regions, IReadOnlyList<MigrationStatus> Migrations);
 public sealed record KeyRotationResponse(string Region, long NewVersion, long Rewrapped, IReadOnlyList<long> DestroyedVersions);
+public sealed record SendMessageRequest(string? To, string? Body, int? TtlSeconds);
+public sealed record MessageSent(string Id);
+public sealed record MessageEntry(string Id, string From, string Body, DateTimeOffset SentAt);
+public sealed record MessageList(IReadOnlyList<MessageEntry> Messages);
+public sealed record AccessLogEntry(DateTimeOffset At, string Actor, string Role, string Action, System.Text.Json.Nodes.JsonNode? Details);
+public sealed record AccessLog(IReadOnlyList<AccessLogEntry> Entries);
+public sealed record ServiceSweepResult(long Messages, long Items, long WithdrawnUsers);
+public sealed record RegionSweepResult(string Id, IReadOnlyDictionary<string, ServiceSweepResult> Services, long OrphanChunks);
+public sealed record RetentionRunResponse(IReadOnlyList<RegionSweepResult> Regions);
 public sealed record Jwks(IReadOnlyList<System.Text.Json.Nodes.JsonObject> Keys);
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = JsonIgnoreCondition.Never,
@@ -55,4 +64,9 @@ public sealed record Jwks(IReadOnlyList<System.Text.Json.Nodes.JsonObject> Keys)
 [JsonSerializable(typeof(KeyRotationResponse))]
 [JsonSerializable(typeof(ResidencyReport))]
 [JsonSerializable(typeof(Jwks))]
+[JsonSerializable(typeof(SendMessageRequest))]
+[JsonSerializable(typeof(MessageSent))]
+[JsonSerializable(typeof(MessageList))]
+[JsonSerializable(typeof(AccessLog))]
+[JsonSerializable(typeof(RetentionRunResponse))]
 public sealed partial class WireJson : JsonSerializerContext;

@@ -49,6 +49,7 @@ public static class DomicileServer
         builder.Services.AddSingleton<Auth>();
         builder.Services.AddSingleton(new UserRateLimiter(deployment.Config.Limits.UserRps));
         builder.Services.AddOpenApi();
+        builder.Services.AddHostedService<RetentionSweeper>();
 
         var app = builder.Build();
         app.UseExceptionHandler(new ExceptionHandlerOptions { ExceptionHandler = HandleException, SuppressDiagnosticsCallback = _ => true });
@@ -70,6 +71,7 @@ public static class DomicileServer
         app.MapAccountsApi();
         app.MapMeApi();
         app.MapSysApi();
+        app.MapMessagesApi();
         return app;
     }
 

@@ -31,6 +31,11 @@ public static class MeApi
             .WithSummary("Read an item back with its Content-Type and ETag");
         group.MapDelete("/data/{service}/{collection}/{**key}", Delete).WithSummary("Delete an item");
         group.MapGet("/changes", Changes).WithSummary("The sync feed: changes after a cursor");
+        group.MapGet("/messages", Messages).WithSummary("Waiting messages; long poll with ?wait=S (capped at 60 s)");
+        group.MapPost("/messages/{id}/ack", Ack).WithSummary("Acknowledge a message: it is deleted");
+        group.MapGet("/export", (Delegate)Export).Produces(200, contentType: "application/zip").WithSummary("Everything held about me, as a zip");
+        group.MapDelete("/", (Delegate)Erase).WithSummary("Erase my account: keys destroyed first, then every row");
+        group.MapGet("/access-log", (Delegate)AccessLogOf).WithSummary("Who touched my data, other than me");
         return group;
     }
 
@@ -137,6 +142,46 @@ public static class MeApi
         var c = await Caller(context);
         var page = await c.Region.ChangesAsync(c.UserId, since, ParseLimit(limit, 500), context.RequestAborted);
         return TypedResults.Ok(new ChangeList(page.Changes.Select(x => new ChangeEntry(x.Service, x.Collection, x.Key, x.ETag, x.Deleted)).ToList(), page.Cursor));
+    }
+
+    static async Task<Ok<MessageList>> Messages(HttpContext context, string? wait)
+    {
+        var c = await Caller(context);
+        var seconds = 0;
+        if (!string.IsNullOrEmpty(wait) && (!int.TryParse(wait, NumberStyles.None, CultureInfo.InvariantCulture, out seconds) || seconds > 3600))
+            throw new ProblemException("invalid_request", "'wait' must be a whole number of seconds (it is capped at 60)");
+        var messages = await c.Region.ReceiveMessagesAsync(c.UserId, TimeSpan.FromSeconds(seconds), context.RequestAborted);
+        return TypedResults.Ok(new MessageList(messages.Select(m => new MessageEntry(m.Id, m.From, m.Body, m.SentAt)).ToList()));
+    }
+
+    static async Task<NoContent> Ack(HttpContext context, string id)
+    {
+        var c = await Caller(context);
+        await c.Region.AcknowledgeAsync(c.UserId, id, context.RequestAborted);
+        return TypedResults.NoContent();
+    }
+
+    static async Task Export(HttpContext context)
+    {
+        var c = await Caller(context);
+        context.Response.ContentType = "application/zip";
+        context.Response.Headers.ContentDisposition = "attachment; filename=\"domicile-export.zip\"";
+        context.Response.Headers.CacheControl = "private, no-store";
+        await c.Region.ExportAsync(c.UserId, context.Response.Body, context.RequestAborted);
+    }
+
+    static async Task<Accepted> Erase(HttpContext context)
+    {
+        var c = await Caller(context);
+        await c.Region.EraseAccountAsync(c.UserId, c.UserId, context.RequestAborted);
+        return TypedResults.Accepted((string?)null);
+    }
+
+    static async Task<Ok<AccessLog>> AccessLogOf(HttpContext context)
+    {
+        var c = await Caller(context);
+        var entries = await c.Region.AccessLogAsync(c.UserId, context.RequestAborted);
+        return TypedResults.Ok(new AccessLog(entries.Select(e => new AccessLogEntry(e.At, e.Actor, e.Role, e.Action, e.Details)).ToList()));
     }
 
     internal static int ParseLimit(string? text, int fallback)

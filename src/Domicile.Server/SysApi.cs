@@ -24,6 +24,7 @@ public static class SysApi
         group.MapGet("/residency", ResidencyReport).WithSummary("Users, items and bytes per region and jurisdiction; violations (admin, auditor)");
         group.MapGet("/audit/{region}/verify", VerifyAudit).WithSummary("Recompute a region's audit chain (admin, auditor)");
         group.MapGet("/audit/{region}/export", ExportAudit).Produces(200, contentType: "application/jsonl").WithSummary("The audit log as JSON Lines (admin, auditor)");
+        group.MapPost("/retention/run", RunRetention).WithSummary("One retention sweep now, every region (admin)");
         group.MapPost("/keys/{region}/rotate", Rotate).WithSummary("New KEK version; re-wrap every DEK; destroy the old version (admin)");
         return group;
     }
@@ -94,6 +95,19 @@ public static class SysApi
         context.Response.ContentType = "application/jsonl; charset=utf-8";
         await using var writer = new StreamWriter(context.Response.Body, new System.Text.UTF8Encoding(false), 64 * 1024);
         await r.ExportAuditAsync(writer, context.RequestAborted);
+    }
+
+    static async Task<Ok<RetentionRunResponse>> RunRetention(HttpContext context, Deployment deployment)
+    {
+        await Require(context, Roles.Admin);
+        var results = new List<RegionSweepResult>();
+        foreach (var r in deployment.Regions.Values)
+        {
+            var sweep = await r.SweepAsync(context.RequestAborted);
+            results.Add(new RegionSweepResult(sweep.Region,
+                sweep.Services.ToDictionary(kv => kv.Key, kv => new ServiceSweepResult(kv.Value.Messages, kv.Value.Items, kv.Value.WithdrawnUsers)), sweep.OrphanChunks));
+        }
+        return TypedResults.Ok(new RetentionRunResponse(results));
     }
 
     static async Task<Ok<KeyRotationResponse>> Rotate(HttpContext context, Deployment deployment, string region)

@@ -46,6 +46,14 @@ public sealed class Deployment : IAsyncDisposable
         return new InitResult(token, shares);
     }
 
+    /// <summary>The region holding a user (the directory: user id → region, nothing else).</summary>
+    public async Task<Region?> FindUserRegionAsync(string userId, CancellationToken ct = default)
+    {
+        foreach (var r in Regions.Values)
+            if (await r.GetAccountAsync(userId, ct) is not null) return r;
+        return null;
+    }
+
     /// <summary>Checks each region's schema: refuses a store newer than this program or not initialised.</summary>
     public async Task CheckSchemasAsync(CancellationToken ct = default)
     {

@@ -77,6 +77,21 @@ public interface IStoreTx
     Task<IReadOnlyList<(string Country, long Users, long Items, long Bytes)>> ResidencyAsync();
     Task<IReadOnlyList<string>> ListUserIdsByCountryAsync(string country, int limit);
 
+    Task InsertMessageAsync(MessageRow row);
+    Task<IReadOnlyList<MessageRow>> ListMessagesAsync(string userId, long now, int limit);
+    Task<bool> DeleteMessageAsync(string userId, string id);
+    Task<long> DeleteExpiredMessagesAsync(long now);
+
+    /// <summary>Deletes a service's items last written before <paramref name="before"/>; returns how many.</summary>
+    Task<long> DeleteItemsOlderThanAsync(string service, long before);
+    /// <summary>Users whose consent to a service was withdrawn before <paramref name="before"/> and whose data key still exists.</summary>
+    Task<IReadOnlyList<string>> WithdrawnBeforeAsync(string service, long before, int limit);
+    /// <summary>Deletes blob chunks older than <paramref name="before"/> that no item points to (interrupted uploads).</summary>
+    Task<long> DeleteOrphanChunksAsync(long before);
+    /// <summary>Crypto-shreds and deletes everything of one user in this region; returns what was deleted.</summary>
+    Task<long> EraseUserAsync(string userId);
+    Task<IReadOnlyList<AuditRow>> AuditBySubjectAsync(string subject, int limit);
+
     Task InsertOperatorAsync(OperatorRow row);
     Task<OperatorRow?> FindOperatorByTokenAsync(byte[] tokenHash);
     Task<IReadOnlyList<OperatorRow>> ListOperatorsAsync();

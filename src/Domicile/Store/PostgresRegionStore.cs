@@ -91,5 +91,8 @@ public sealed class PostgresRegionStore : SqlRegionStore
     protected override Task<DbTransaction?> BeginReadAsync(DbConnection connection, CancellationToken ct) =>
         Task.FromResult<DbTransaction?>(null);
 
+    protected override async Task<DbTransaction> BeginSnapshotAsync(DbConnection connection, CancellationToken ct) =>
+        await connection.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct);
+
     public override ValueTask DisposeAsync() => _dataSource.DisposeAsync();
 }

@@ -108,6 +108,68 @@ public abstract class SqlRegionStore : IRegionStore
 
     public abstract ValueTask DisposeAsync();
 
+    /// <summary>Reads whole tables inside one snapshot (for backups); rows arrive column-ordered.</summary>
+    public async Task DumpAsync(IReadOnlyList<(string Table, string[] Columns)> tables, Func<string, object?[], Task> onRow, CancellationToken ct = default)
+    {
+        await using var c = await OpenAsync(ct);
+        await using var tx = await BeginSnapshotAsync(c, ct);
+        foreach (var (table, columns) in tables)
+        {
+            await using var cmd = c.CreateCommand();
+            cmd.Transaction = tx;
+            cmd.CommandText = $"SELECT {string.Join(", ", columns)} FROM {table} ORDER BY 1{(columns.Length > 1 ? ", 2" : "")}";
+            await using var r = await cmd.ExecuteReaderAsync(ct);
+            while (await r.ReadAsync(ct))
+            {
+                var values = new object?[columns.Length];
+                for (var i = 0; i < values.Length; i++) values[i] = r.IsDBNull(i) ? null : r.GetValue(i);
+                await onRow(table, values);
+            }
+        }
+    }
+
+    /// <summary>Replaces whole tables in one transaction: deletes them, then inserts what <paramref name="rows"/> yields.</summary>
+    public async Task<T> ReplaceAsync<T>(IReadOnlyList<(string Table, string[] Columns)> tables, Func<Func<string, object?[], Task>, Task<T>> rows, CancellationToken ct = default)
+    {
+        using var slot = await EnterWriteAsync(ct);
+        await using var c = await OpenAsync(ct);
+        await using var tx = await BeginWriteAsync(c, ct);
+        foreach (var (table, _) in tables.Reverse())
+        {
+            await using var del = c.CreateCommand();
+            del.Transaction = tx;
+            del.CommandText = $"DELETE FROM {table}";
+            await del.ExecuteNonQueryAsync(ct);
+        }
+        var commands = new Dictionary<string, DbCommand>();
+        try
+        {
+            foreach (var (table, columns) in tables)
+            {
+                var cmd = c.CreateCommand();
+                cmd.Transaction = tx;
+                cmd.CommandText = $"INSERT INTO {table} ({string.Join(", ", columns)}) VALUES ({string.Join(", ", columns.Select((_, i) => "@p" + i))})";
+                for (var i = 0; i < columns.Length; i++) AddParameter(cmd, "p" + i, null);
+                commands[table] = cmd;
+            }
+            var result = await rows(async (table, values) =>
+            {
+                var cmd = commands[table];
+                for (var i = 0; i < values.Length; i++) cmd.Parameters[i].Value = values[i] ?? DBNull.Value;
+                await cmd.ExecuteNonQueryAsync(ct);
+            });
+            await tx.CommitAsync(ct);
+            return result;
+        }
+        finally
+        {
+            foreach (var cmd in commands.Values) await cmd.DisposeAsync();
+        }
+    }
+
+    /// <summary>A read transaction that sees one consistent snapshot.</summary>
+    protected abstract Task<DbTransaction> BeginSnapshotAsync(DbConnection connection, CancellationToken ct);
+
     internal static void AddParameter(DbCommand cmd, string name, object? value)
     {
         var p = cmd.CreateParameter();

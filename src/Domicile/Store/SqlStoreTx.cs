@@ -213,6 +213,52 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
     public async Task<IReadOnlyList<string>> ListUserIdsByCountryAsync(string country, int limit) =>
         await Query("SELECT id FROM users WHERE country = @c ORDER BY id LIMIT @l", r => r.GetString(0), ("c", country), ("l", limit));
 
+    public Task InsertMessageAsync(MessageRow m) =>
+        Exec("INSERT INTO messages (id, user_id, sender, body, sent_at, expires_at) VALUES (@i, @u, @s, @b, @t, @e)",
+            ("i", m.Id), ("u", m.UserId), ("s", m.Sender), ("b", m.Body), ("t", m.SentAt), ("e", m.ExpiresAt));
+
+    public async Task<IReadOnlyList<MessageRow>> ListMessagesAsync(string userId, long now, int limit) =>
+        await Query("SELECT id, user_id, sender, body, sent_at, expires_at FROM messages WHERE user_id = @u AND expires_at > @n ORDER BY sent_at, id LIMIT @l",
+            r => new MessageRow(r.GetString(0), r.GetString(1), r.GetString(2), Bytes(r, 3), r.GetInt64(4), r.GetInt64(5)),
+            ("u", userId), ("n", now), ("l", limit));
+
+    public async Task<bool> DeleteMessageAsync(string userId, string id) =>
+        await Exec("DELETE FROM messages WHERE user_id = @u AND id = @i", ("u", userId), ("i", id)) == 1;
+
+    public async Task<long> DeleteExpiredMessagesAsync(long now) => await Exec("DELETE FROM messages WHERE expires_at <= @n", ("n", now));
+
+    public async Task<long> DeleteItemsOlderThanAsync(string service, long before)
+    {
+        var blobs = await Query("SELECT blob_id FROM items WHERE service = @s AND updated_at < @b AND blob_id IS NOT NULL", r => r.GetString(0), ("s", service), ("b", before));
+        foreach (var b in blobs) await DeleteBlobAsync(b);
+        return await Exec("DELETE FROM items WHERE service = @s AND updated_at < @b", ("s", service), ("b", before));
+    }
+
+    public async Task<IReadOnlyList<string>> WithdrawnBeforeAsync(string service, long before, int limit) =>
+        await Query("""
+            SELECT c.user_id FROM consent_state c JOIN data_keys k ON k.user_id = c.user_id AND k.service = c.service
+            WHERE c.service = @s AND c.granted = 0 AND c.at < @b ORDER BY c.user_id LIMIT @l
+            """, r => r.GetString(0), ("s", service), ("b", before), ("l", limit));
+
+    public async Task<long> DeleteOrphanChunksAsync(long before) =>
+        await Exec("DELETE FROM blob_chunks WHERE created_at < @b AND blob_id NOT IN (SELECT blob_id FROM items WHERE blob_id IS NOT NULL)", ("b", before));
+
+    public async Task<long> EraseUserAsync(string userId)
+    {
+        // Keys first: once they are gone, any copy of the rows (a backup, a stale replica) is noise.
+        long n = await Exec("DELETE FROM data_keys WHERE user_id = @u", ("u", userId));
+        n += (await DeleteItemsAsync(userId, null)).Count;
+        foreach (var table in new[] { "messages", "consent_state", "consents", "refresh_tokens" })
+            n += await Exec($"DELETE FROM {table} WHERE user_id = @u", ("u", userId));
+        n += await Exec("DELETE FROM users WHERE id = @u", ("u", userId));
+        return n;
+    }
+
+    public async Task<IReadOnlyList<AuditRow>> AuditBySubjectAsync(string subject, int limit) =>
+        await Query("SELECT seq, at, actor, action, subject, details, prev, hash FROM audit WHERE subject = @s ORDER BY seq LIMIT @l",
+            r => new AuditRow(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.GetString(6), r.GetString(7)),
+            ("s", subject), ("l", limit));
+
     const string OperatorColumns = "id, name, role, token_hash, created_at, revoked";
 
     static OperatorRow MapOperator(DbDataReader r) => new(r.GetString(0), r.GetString(1), r.GetString(2), Bytes(r, 3), r.GetInt64(4), r.GetInt64(5) != 0);

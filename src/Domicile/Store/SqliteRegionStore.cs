@@ -81,6 +81,9 @@ public sealed class SqliteRegionStore : SqlRegionStore
     protected override Task<DbTransaction?> BeginReadAsync(DbConnection connection, CancellationToken ct) =>
         Task.FromResult<DbTransaction?>(((SqliteConnection)connection).BeginTransaction(deferred: true));
 
+    protected override Task<DbTransaction> BeginSnapshotAsync(DbConnection connection, CancellationToken ct) =>
+        Task.FromResult<DbTransaction>(((SqliteConnection)connection).BeginTransaction(deferred: true));
+
     public override ValueTask DisposeAsync()
     {
         SqliteConnection.ClearAllPools();

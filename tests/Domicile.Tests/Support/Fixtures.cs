@@ -13,11 +13,11 @@ public sealed class TestDeployment : IAsyncDisposable
     public Region this[string region] => Deployment.Region(region);
 
     public static async Task<TestDeployment> CreateAsync(string engine, bool unsealed = true, long maxItemBytes = 64L * 1024 * 1024,
-        Func<string, string>? engineFor = null, string extraServices = "")
+        Func<string, string>? engineFor = null, string extraServices = "", TimeProvider? time = null)
     {
         var dir = Engines.TempDir();
         var config = Engines.Config(engine, dir, engineFor, extraServices, maxItemBytes: maxItemBytes);
-        var deployment = Deployment.Open(config);
+        var deployment = Deployment.Open(config, time: time);
         var shares = await deployment.InitializeAsync(stayUnsealed: unsealed);
         return new TestDeployment { Deployment = deployment, Shares = shares, Dir = dir };
     }
@@ -54,4 +54,12 @@ public static class Bytes
     }
 
     public static async Task<string> TextAsync(Stream s) => Encoding.UTF8.GetString(await ReadAllAsync(s));
+}
+
+/// <summary>A clock the test moves by hand (timers still run on real time).</summary>
+public sealed class ManualTime(DateTimeOffset start) : TimeProvider
+{
+    DateTimeOffset _now = start;
+    public override DateTimeOffset GetUtcNow() => _now;
+    public void Advance(TimeSpan by) => _now += by;
 }

@@ -1,0 +1,128 @@
+using System.IO.Compression;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Domicile.Audit;
+using Domicile.Store;
+
+namespace Domicile;
+
+/// <summary>One touch of a user's data by someone other than the user.</summary>
+public sealed record AccessEntry(DateTimeOffset At, string Actor, string Role, string Action, JsonNode? Details);
+
+public sealed partial class Region
+{
+    /// <summary>
+    /// Every touch of the user's data by anyone but the user (operators, migrations, sweeps,
+    /// exports), read from the audit chain.
+    /// </summary>
+    public async Task<IReadOnlyList<AccessEntry>> AccessLogAsync(string userId, CancellationToken ct = default)
+    {
+        var (rows, operators) = await Store.ReadAsync(async tx => (await tx.AuditBySubjectAsync(userId, 10_000), await tx.ListOperatorsAsync()), ct);
+        var roles = operators.ToDictionary(o => o.Id, o => o.Role);
+        return rows.Where(r => r.Actor != userId)
+            .Select(r => new AccessEntry(DateTimeOffset.Parse(r.At, System.Globalization.CultureInfo.InvariantCulture), r.Actor,
+                roles.GetValueOrDefault(r.Actor, r.Actor == SystemActor ? "system" : r.Actor.StartsWith("migration", StringComparison.Ordinal) ? "migration" : "system"),
+                r.Action, JsonNode.Parse(r.Details)))
+            .ToList();
+    }
+
+    /// <summary>
+    /// Erases an account: the user's data keys are destroyed first (crypto-shredding), then
+    /// every row of the user is deleted, in one transaction. Audited with the pseudonymous id only.
+    /// </summary>
+    public async Task EraseAccountAsync(string userId, string actor, CancellationToken ct = default)
+    {
+        await Store.WriteAsync(async tx =>
+        {
+            await RequireUserAsync(tx, userId);
+            var n = await tx.EraseUserAsync(userId);
+            await AuditChain.AppendAsync(tx, Now, actor, "account.erase", userId, new JsonObject { ["rows"] = n });
+            return 0;
+        }, ct);
+        _keys?.ForgetUser(userId);
+    }
+
+    static readonly JsonSerializerOptions ExportJson = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    /// <summary>
+    /// Writes a zip of everything the region holds about the user: account, every item with
+    /// its content type, messages, the consent ledger and the access log, with a manifest.
+    /// Entry names are generated (keys are user text and could be hostile paths); the manifest maps them.
+    /// </summary>
+    public async Task ExportAsync(string userId, Stream output, CancellationToken ct = default)
+    {
+        var account = await GetAccountAsync(userId, ct) ?? throw DomicileException.NotFound("no such user in this region");
+        await Store.WriteAsync(tx => AuditChain.AppendAsync(tx, Now, userId, "account.export", userId), ct);
+        await using var zip = await ZipArchive.CreateAsync(output, ZipArchiveMode.Create, leaveOpen: true, entryNameEncoding: null, ct);
+        var manifestItems = new JsonArray();
+        var n = 0;
+        foreach (var svc in Policy.Services)
+        {
+            foreach (var collection in await CollectionsAsync(userId, svc.Id, ct))
+            {
+                string? cursor = null;
+                do
+                {
+                    var page = await ListAsync(userId, svc.Id, collection, cursor, 500, ct);
+                    foreach (var info in page.Items)
+                    {
+                        await using var item = await GetAsync(userId, svc.Id, collection, info.Key, ct);
+                        var name = $"items/{svc.Id}/{collection}/{++n:D6}";
+                        var entry = zip.CreateEntry(name, CompressionLevel.Fastest);
+                        await using (var s = await entry.OpenAsync(ct)) await item.Content.CopyToAsync(s, ct);
+                        manifestItems.Add(new JsonObject
+                        {
+                            ["file"] = name, ["service"] = svc.Id, ["collection"] = collection, ["key"] = info.Key,
+                            ["content_type"] = item.ContentType, ["etag"] = item.ETag, ["size"] = item.Size, ["updated_at"] = item.UpdatedAt,
+                        });
+                    }
+                    cursor = page.NextCursor;
+                } while (cursor is not null);
+            }
+        }
+        var messages = await Store.ReadAsync(tx => tx.ListMessagesAsync(userId, NowMs, int.MaxValue), ct);
+        var messageList = messages.Count == 0 ? [] : await ReadMessagesAsync(userId, ct);
+        var consents = await ConsentHistoryAsync(userId, ct);
+        var access = await AccessLogAsync(userId, ct);
+        await WriteJson(zip, "account.json", new JsonObject
+        {
+            ["user_id"] = userId, ["login"] = await LoginOfAsync(userId, ct), ["country"] = account.Country, ["region"] = Id,
+        }, ct);
+        await WriteJson(zip, "messages.json", new JsonArray([.. messageList.Select(m => new JsonObject { ["id"] = m.Id, ["from"] = m.From, ["body"] = m.Body, ["sent_at"] = m.SentAt })]), ct);
+        await WriteJson(zip, "consents.json", new JsonArray([.. consents.Select(c => new JsonObject
+        {
+            ["service"] = c.Service, ["version"] = c.Version, ["granted"] = c.Granted, ["at"] = DateTimeOffset.FromUnixTimeMilliseconds(c.At), ["source"] = c.Source,
+        })]), ct);
+        await WriteJson(zip, "access-log.json", new JsonArray([.. access.Select(a => new JsonObject
+        {
+            ["at"] = a.At, ["actor"] = a.Actor, ["role"] = a.Role, ["action"] = a.Action, ["details"] = a.Details?.DeepClone(),
+        })]), ct);
+        await WriteJson(zip, "manifest.json", new JsonObject
+        {
+            ["format"] = "domicile-export/v1", ["user_id"] = userId, ["region"] = Id, ["exported_at"] = Now,
+            ["items"] = manifestItems, ["messages"] = messageList.Count, ["consent_records"] = consents.Count, ["access_log_entries"] = access.Count,
+        }, ct);
+    }
+
+    static async Task WriteJson(ZipArchive zip, string name, JsonNode node, CancellationToken ct)
+    {
+        var entry = zip.CreateEntry(name, CompressionLevel.Fastest);
+        await using var s = await entry.OpenAsync(ct);
+        await s.WriteAsync(Encoding.UTF8.GetBytes(node.ToJsonString(ExportJson)), ct);
+    }
+
+    async Task<IReadOnlyList<string>> CollectionsAsync(string userId, string service, CancellationToken ct)
+    {
+        var all = new SortedSet<string>(StringComparer.Ordinal);
+        long after = 0;
+        while (true)
+        {
+            var rows = await Store.ReadAsync(tx => tx.ChangesAsync(userId, after, 1000), ct);
+            foreach (var r in rows) if (r.Service == service && !r.Deleted) all.Add(r.Collection);
+            if (rows.Count < 1000) break;
+            after = rows[^1].Version;
+        }
+        return [.. all];
+    }
+}
