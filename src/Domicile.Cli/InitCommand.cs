@@ -17,18 +17,20 @@ internal static class InitCommand
             var config = Cli.LoadConfig(parse);
             var json = parse.GetValue(Cli.JsonOption);
             var dir = parse.GetValue(sharesOut);
+            if (dir is not null && Directory.Exists(dir) && Directory.EnumerateFileSystemEntries(dir).Any())
+                throw new UsageException($"--shares-out: '{dir}' is not empty; give a new or empty folder so no share is overwritten");
             await using var deployment = Deployment.Open(config);
-            var result = await deployment.InitializeWithAdminAsync(ct: ct);
-            if (dir is not null) WriteShares(dir, result.Shares);
+            var result = await deployment.InitializeWithAdminAsync(ct: ct,
+                onRegion: dir is null ? null : (region, shares) => WriteShares(dir, new Dictionary<string, IReadOnlyList<string>> { [region] = shares }));
 
             if (json)
             {
                 var regions = new JsonArray();
                 foreach (var (id, shares) in result.Shares)
                 {
-                    var o = new JsonObject { ["id"] = id };
-                    if (dir is null) o["shares"] = new JsonArray([.. shares.Select(s => JsonValue.Create(s))]);
-                    else o["share_files"] = new JsonArray([.. shares.Select((_, i) => JsonValue.Create(ShareFile(dir, id, i + 1)))]);
+                    // SPEC 6.5 requires the shares in the JSON even when they were also written to files.
+                    var o = new JsonObject { ["id"] = id, ["shares"] = new JsonArray([.. shares.Select(s => JsonValue.Create(s))]) };
+                    if (dir is not null) o["share_files"] = new JsonArray([.. shares.Select((_, i) => JsonValue.Create(ShareFile(dir, id, i + 1)))]);
                     regions.Add(o);
                 }
                 output.Json(new JsonObject { ["admin_token"] = result.AdminToken, ["regions"] = regions });

@@ -29,7 +29,7 @@ public static class AccountsApi
         var home = deployment.Config.HomeRegion(cc) ?? throw new ProblemException("invalid_request", $"the policy allows no region for {cc}");
         return deployment.Regions.TryGetValue(home, out var region)
             ? region
-            : throw new ProblemException("moved", $"accounts of {cc} live in region '{home}', which this server does not serve") ;
+            : throw new ProblemException("moved", $"accounts of {cc} live in region '{home}', which this server does not serve") { Region = home };
     }
 
     static async Task<Created<AccountCreated>> CreateAccount(HttpContext context, Deployment deployment)

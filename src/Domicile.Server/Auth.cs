@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Threading.RateLimiting;
 using Domicile.Crypto;
 using Microsoft.AspNetCore.Http;
@@ -15,7 +14,6 @@ public sealed record UserCaller(string UserId, Region Region);
 public sealed class Auth(Deployment deployment, TimeProvider time)
 {
     const string UserKey = "domicile.user", OperatorKey = "domicile.operator";
-    readonly ConcurrentDictionary<string, byte> _seenKids = new();
 
     public static string? BearerToken(HttpContext context)
     {
@@ -38,11 +36,13 @@ public sealed class Auth(Deployment deployment, TimeProvider time)
             var header = System.Text.Json.Nodes.JsonNode.Parse(Jws.FromBase64Url(parts[0]));
             kid = (string?)header?["kid"];
         }
-        catch (Exception e) when (e is FormatException or System.Text.Json.JsonException or InvalidOperationException)
+        catch (Exception e) when (e is FormatException or System.Text.Json.JsonException or InvalidOperationException or ArgumentException)
         {
             throw Unauthenticated("the bearer token is not an access token");
         }
-        var region = kid is null ? null : deployment.Regions.Values.FirstOrDefault(r => kid.StartsWith(r.Id + "-", StringComparison.Ordinal));
+        // Key ids are "<region>-<12 hex digits>"; the signature check below then needs the exact key.
+        var regionId = kid is { Length: > 13 } && kid[^13] == '-' ? kid[..^13] : null;
+        var region = regionId is null ? null : deployment.Regions.GetValueOrDefault(regionId);
         if (region is null) throw Unauthenticated("the access token was not issued by this service");
         if (region.IsSealed) throw new ProblemException("sealed", $"region '{region.Id}' is sealed; custodians must unseal it before it serves data") { RetryAfter = TimeSpan.FromSeconds(5) };
         if (!Jws.TryVerify(token, k => region.VerificationKey(k), out var claims) || claims is null)
@@ -57,8 +57,25 @@ public sealed class Auth(Deployment deployment, TimeProvider time)
         if (account is null) throw Unauthenticated("the account of this token no longer exists");
         var caller = new UserCaller(sub, region);
         context.Items[UserKey] = caller;
-        _seenKids.TryAdd(kid!, 0);
         return caller;
+    }
+
+    /// <summary>Operators are registered in every region; any region that answers can vouch for one.</summary>
+    async Task<Operator?> FindOperatorAsync(string token, CancellationToken ct)
+    {
+        Store.StoreException? last = null;
+        foreach (var region in deployment.Regions.Values)
+        {
+            try
+            {
+                return await Operators.FindAsync(region, token, ct);
+            }
+            catch (Store.StoreException e)
+            {
+                last = e;
+            }
+        }
+        throw last!;
     }
 
     /// <summary>Finds the operator of a bearer token and checks the role.</summary>
@@ -67,8 +84,7 @@ public sealed class Auth(Deployment deployment, TimeProvider time)
         if (context.Items[OperatorKey] is not Operator op)
         {
             var token = BearerToken(context) ?? throw Unauthenticated("this request needs an operator token: 'Authorization: Bearer dmo_…'");
-            var store = deployment.Regions.Values.First();
-            op = await Operators.FindAsync(store, token, context.RequestAborted) ?? throw Unauthenticated("the operator token is not valid");
+            op = await FindOperatorAsync(token, context.RequestAborted) ?? throw Unauthenticated("the operator token is not valid");
             context.Items[OperatorKey] = op;
         }
         if (roles.Length > 0 && !roles.Contains(op.Role))

@@ -81,7 +81,7 @@ public static class DomicileServer
         switch (error)
         {
             case ProblemException p:
-                await Problems.WriteAsync(context, p.Code, p.Message, p.Status, retryAfter: p.RetryAfter);
+                await Problems.WriteAsync(context, p.Code, p.Message, p.Status, region: p.Region, retryAfter: p.RetryAfter);
                 break;
             case DomicileException d:
                 await Problems.WriteAsync(context, d.Code, d.Message, region: d.Region,

@@ -61,8 +61,7 @@ public static class MeApi
         var c = await Caller(context);
         var body = await JsonBody.ReadAsync(context, WireJson.Default.ConsentRequest);
         if (body.Granted is not { } granted) throw new ProblemException("invalid_request", "'granted' (true or false) is required");
-        var source = "api:" + (context.Request.Headers.UserAgent.ToString() is { Length: > 0 } ua ? ua[..Math.Min(ua.Length, 60)] : "unknown");
-        var change = await c.Region.SetConsentAsync(c.UserId, service, granted, source, context.RequestAborted);
+        var change = await c.Region.SetConsentAsync(c.UserId, service, granted, "api", context.RequestAborted);
         return TypedResults.Ok(new ConsentResponse(change.Service, change.Version, change.Granted, change.At, change.Receipt));
     }
 
@@ -75,16 +74,42 @@ public static class MeApi
         var raw = context.Features.Get<IHttpRequestFeature>()?.RawTarget ?? context.Request.Path.Value ?? "";
         var q = raw.IndexOf('?', StringComparison.Ordinal);
         if (q >= 0) raw = raw[..q];
+        if (!raw.StartsWith("/v1/me/data/", StringComparison.Ordinal))
+            throw new ProblemException("invalid_request", "send the request target in origin form: /v1/me/data/{service}/{collection}/{key}");
+        for (var i = raw.IndexOf('%', StringComparison.Ordinal); i >= 0; i = raw.IndexOf('%', i + 1))
+            if (i + 2 >= raw.Length || !char.IsAsciiHexDigit(raw[i + 1]) || !char.IsAsciiHexDigit(raw[i + 2]))
+                throw new ProblemException("invalid_request", "the key is not correctly percent-encoded");
         var segments = raw.Split('/');
         // "", "v1", "me", "data", service, collection, key…
         if (segments.Length < 7) throw new ProblemException("invalid_request", "the path must be /v1/me/data/{service}/{collection}/{key}");
+        return string.Join('/', segments.Skip(6).Select(PercentDecode));
+    }
+
+    static readonly System.Text.UTF8Encoding StrictUtf8 = new(false, true);
+
+    /// <summary>Percent-decodes to bytes, then UTF-8 strictly: "%FF" is refused, never kept as three characters.</summary>
+    static string PercentDecode(string segment)
+    {
+        var bytes = new List<byte>(segment.Length);
+        for (var i = 0; i < segment.Length; i++)
+        {
+            if (segment[i] == '%')
+            {
+                bytes.Add(Convert.ToByte(segment.Substring(i + 1, 2), 16));
+                i += 2;
+            }
+            else
+            {
+                bytes.AddRange(System.Text.Encoding.UTF8.GetBytes(segment[i].ToString()));
+            }
+        }
         try
         {
-            return string.Join('/', segments.Skip(6).Select(Uri.UnescapeDataString));
+            return StrictUtf8.GetString(bytes.ToArray());
         }
-        catch (UriFormatException)
+        catch (System.Text.DecoderFallbackException)
         {
-            throw new ProblemException("invalid_request", "the key is not correctly percent-encoded");
+            throw new ProblemException("invalid_request", "the key is not valid UTF-8 once percent-decoded");
         }
     }
 
@@ -167,6 +192,9 @@ public static class MeApi
         context.Response.ContentType = "application/zip";
         context.Response.Headers.ContentDisposition = "attachment; filename=\"domicile-export.zip\"";
         context.Response.Headers.CacheControl = "private, no-store";
+        // ZipArchive still writes some headers synchronously; the export must never touch a temp file instead.
+        var io = context.Features.Get<IHttpBodyControlFeature>();
+        if (io is not null) io.AllowSynchronousIO = true;
         await c.Region.ExportAsync(c.UserId, context.Response.Body, context.RequestAborted);
     }
 

@@ -62,9 +62,21 @@ public static class Backup
 
     public static async Task<RestoreResult> RestoreAsync(Region region, Stream input, string actor, CancellationToken ct = default)
     {
-        // The keys that exist now decide who can come back.
-        var keys = new HashSet<(string User, string Service)>();
-        await region.Store.DumpAsync([("data_keys", ["user_id", "service"])], (_, v) => { keys.Add(((string)v[0]!, (string)v[1]!)); return Task.CompletedTask; }, ct);
+        // The keys that exist now decide who can come back (with their creation time: a key made
+        // after the backup replaced one that was destroyed, so that service's old items stay out).
+        var keys = new Dictionary<(string User, string Service), long>();
+        await region.Store.DumpAsync([("data_keys", ["user_id", "service", "created_at"])], (_, v) =>
+        {
+            keys[((string)v[0]!, (string)v[1]!)] = Convert.ToInt64(v[2], System.Globalization.CultureInfo.InvariantCulture);
+            return Task.CompletedTask;
+        }, ct);
+        // Consent moves forward only: the current ledger is kept, the backup's rows are merged in.
+        var ledger = new HashSet<(string, long, string)>();
+        await region.Store.DumpAsync([("consents", ["user_id", "at", "service"])], (_, v) =>
+        {
+            ledger.Add(((string)v[0]!, Convert.ToInt64(v[1], System.Globalization.CultureInfo.InvariantCulture), (string)v[2]!));
+            return Task.CompletedTask;
+        }, ct);
 
         await using var gzip = new GZipStream(input, CompressionMode.Decompress, leaveOpen: true);
         using var reader = new StreamReader(gzip, Encoding.UTF8);
@@ -73,11 +85,12 @@ public static class Backup
             throw DomicileException.Invalid("this file is not a Domicile backup");
         if ((string?)header["region"] != region.Id)
             throw DomicileException.Invalid($"this backup is of region '{header["region"]}', not '{region.Id}'");
+        var takenAt = header["at"]!.GetValue<DateTimeOffset>().ToUnixTimeMilliseconds();
 
         var restored = new HashSet<string>();
         var skipped = new HashSet<string>();
         var skippedBlobs = new HashSet<string>();
-        var result = await region.Store.ReplaceAsync(Tables, async insert =>
+        var result = await region.Store.ReplaceAsync(Tables, new HashSet<string> { "consent_state", "consents" }, async insert =>
         {
             long rows = 0;
             var columns = Tables.ToDictionary(t => t.Table, t => t.Columns);
@@ -92,11 +105,11 @@ public static class Backup
                 {
                     case "users":
                         var id = (string)values[0]!;
-                        if (keys.Contains((id, "account"))) restored.Add(id);
+                        if (keys.ContainsKey((id, "account"))) restored.Add(id);
                         else { skipped.Add(id); continue; }
                         break;
                     case "items":
-                        if (!keys.Contains(((string)values[0]!, (string)values[1]!)))
+                        if (!keys.TryGetValue(((string)values[0]!, (string)values[1]!), out var keyCreated) || keyCreated > takenAt)
                         {
                             if (values[6] is string blob) skippedBlobs.Add(blob);
                             continue;
@@ -104,6 +117,10 @@ public static class Backup
                         break;
                     case "blob_chunks":
                         if (skippedBlobs.Contains((string)values[0]!)) continue;
+                        break;
+                    case "consents":
+                        if (!restored.Contains((string)values[0]!)
+                            || ledger.Contains(((string)values[0]!, Convert.ToInt64(values[1], System.Globalization.CultureInfo.InvariantCulture), (string)values[2]!))) continue;
                         break;
                     default:
                         if (!restored.Contains((string)values[table == "messages" ? 1 : 0]!)) continue;
@@ -113,7 +130,10 @@ public static class Backup
                 rows++;
             }
             return rows;
-        }, ct);
+        }, [
+            "DELETE FROM consent_state WHERE user_id NOT IN (SELECT id FROM users)",
+            "DELETE FROM consents WHERE user_id NOT IN (SELECT id FROM users)",
+        ], ct);
         await region.AuditAsync(actor, "backup.restore", region.Id, new JsonObject { ["restored_users"] = restored.Count, ["skipped_users"] = skipped.Count }, ct);
         return new RestoreResult(region.Id, restored.Count, skipped.Count, result);
     }

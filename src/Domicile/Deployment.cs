@@ -35,13 +35,19 @@ public sealed class Deployment : IAsyncDisposable
         (await InitializeWithAdminAsync(stayUnsealed, ct)).Shares;
 
     /// <summary>Initialises every region and creates the first admin operator, whose token is returned once.</summary>
-    public async Task<InitResult> InitializeWithAdminAsync(bool stayUnsealed = false, CancellationToken ct = default)
+    public async Task<InitResult> InitializeWithAdminAsync(bool stayUnsealed = false, CancellationToken ct = default,
+        Action<string, IReadOnlyList<string>>? onRegion = null)
     {
         foreach (var r in Regions.Values)
             if (await r.IsInitializedAsync(ct))
                 throw new DomicileException("conflict", $"region '{r.Id}' is already initialised; 'init' refuses to run twice on the same stores");
         var shares = new Dictionary<string, IReadOnlyList<string>>();
-        foreach (var r in Regions.Values) shares[r.Id] = await r.InitializeAsync(stayUnsealed, ct);
+        foreach (var r in Regions.Values)
+        {
+            shares[r.Id] = await r.InitializeAsync(stayUnsealed, ct);
+            // Handed out at once: if a later region fails, this one's shares are not lost with it.
+            onRegion?.Invoke(r.Id, shares[r.Id]);
+        }
         var (_, token) = await Operators.CreateAsync(this, "initial admin", Roles.Admin, "init", ct);
         return new InitResult(token, shares);
     }

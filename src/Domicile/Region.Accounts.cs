@@ -51,6 +51,7 @@ public sealed partial class Region
                 throw new DomicileException("conflict", "that login is already taken");
             var dek = await CreateDekAsync(ring, tx, id, AccountService);
             var loginEnc = Sealing.Seal(dek, Encoding.UTF8.GetBytes(normalizedLogin), Sealing.Aad("login", Id, id));
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(dek);
             await tx.InsertUserAsync(new UserRow(id, index, loginEnc, passwordHash, country, NowMs, 0, "active"));
             await AuditChain.AppendAsync(tx, Now, id, "account.create", id, new JsonObject { ["jurisdiction"] = country });
             return new Account(id, country, Id, "active");

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 using Domicile.Audit;
 using Domicile.Config;
@@ -38,7 +39,7 @@ public sealed partial class Region
             await RequireUserAsync(tx, userId);
             await tx.NextChangeAsync(userId);
             if (granted && await tx.GetDekAsync(userId, service) is null)
-                await CreateDekAsync(ring, tx, userId, service);
+                CryptographicOperations.ZeroMemory(await CreateDekAsync(ring, tx, userId, service));
             var id = await tx.AppendConsentAsync(new ConsentRow(0, userId, service, svc.Version, granted, at.ToUnixTimeMilliseconds(), source));
             await tx.SetConsentStateAsync(new ConsentStateRow(userId, service, svc.Version, granted, at.ToUnixTimeMilliseconds()));
             await AuditChain.AppendAsync(tx, at, userId, granted ? "consent.grant" : "consent.withdraw", userId,

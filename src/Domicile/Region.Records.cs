@@ -120,13 +120,13 @@ public sealed partial class Region
         var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
         var next = ArrayPool<byte>.Shared.Rent(ChunkSize);
         string? blobId = null;
+        byte[]? inline = null;
         var committed = false;
         try
         {
             using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
             var n = await FillAsync(body, buffer, ct);
             long size = n;
-            byte[]? inline = null;
             var chunks = 0;
             var m = n < ChunkSize ? 0 : await FillAsync(body, next, ct);
             if (m == 0)
@@ -174,11 +174,11 @@ public sealed partial class Region
                 return new PutResult(existing is null or { Deleted: true }, ETagOf(version), size);
             }, ct);
             committed = true;
-            if (inline is not null) CryptographicOperations.ZeroMemory(inline);
             return result;
         }
         finally
         {
+            if (inline is not null) CryptographicOperations.ZeroMemory(inline);
             CryptographicOperations.ZeroMemory(buffer.AsSpan(0, ChunkSize));
             CryptographicOperations.ZeroMemory(next.AsSpan(0, ChunkSize));
             ArrayPool<byte>.Shared.Return(buffer);

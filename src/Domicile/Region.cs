@@ -232,6 +232,22 @@ public sealed partial class Region : IAsyncDisposable
     /// </summary>
     public async Task<KeyRotation> RotateKekAsync(string actor, IProgress<(long Done, long Total)>? progress = null, CancellationToken ct = default)
     {
+        if (!await _rotation.WaitAsync(0, ct))
+            throw new DomicileException("conflict", $"a key rotation of region '{Id}' is already running");
+        try
+        {
+            return await RotateKekOnceAsync(actor, progress, ct);
+        }
+        finally
+        {
+            _rotation.Release();
+        }
+    }
+
+    readonly SemaphoreSlim _rotation = new(1, 1);
+
+    async Task<KeyRotation> RotateKekOnceAsync(string actor, IProgress<(long Done, long Total)>? progress, CancellationToken ct)
+    {
         using var lease = Lease();
         var ring = lease.Keys;
         var old = (await Store.ReadAsync(tx => tx.ListKeksAsync(), ct)).Select(k => k.Version).ToList();
@@ -274,6 +290,7 @@ public sealed partial class Region : IAsyncDisposable
         {
             var left = await Store.WriteAsync(async tx =>
             {
+                if (!await tx.LockKekAsync(v, exclusive: true)) return 0L;
                 var n = await tx.CountDeksByKekAsync(v);
                 if (n == 0)
                 {
@@ -317,6 +334,9 @@ public sealed partial class Region : IAsyncDisposable
     {
         var dek = RandomNumberGenerator.GetBytes(32);
         var kekVersion = ring.CurrentKek;
+        // Held until commit: a rotation cannot destroy this KEK while a key wrapped by it is being written.
+        if (!await tx.LockKekAsync(kekVersion, exclusive: false))
+            throw new DomicileException("unavailable", "the region's key is being rotated; retry in a moment");
         await tx.InsertDekAsync(new DekRow(user, service, kekVersion, Sealing.Seal(ring.Kek(kekVersion), dek, DekAad(user, service, kekVersion)), NowMs));
         return dek;
     }

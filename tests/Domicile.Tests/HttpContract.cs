@@ -47,6 +47,10 @@ public abstract class HttpContract(string engine)
         new(HttpMethod.Get, "/v1/sys/audit/in-mumbai/verify", null, "admin", "auditor"),
         new(HttpMethod.Get, "/v1/sys/audit/in-mumbai/export", null, "admin", "auditor"),
         new(HttpMethod.Post, "/v1/sys/keys/cn-beijing/rotate", null, "admin"),
+        new(HttpMethod.Post, "/v1/sys/retention/run", null, "admin"),
+        new(HttpMethod.Get, "/v1/me/messages", null, "user"),
+        new(HttpMethod.Get, "/v1/me/access-log", null, "user"),
+        new(HttpMethod.Get, "/v1/me/export", null, "user"),
     ];
 
     [Fact]
@@ -342,6 +346,73 @@ public abstract class HttpContract(string engine)
         await Problem(limited!, HttpStatusCode.TooManyRequests, "rate_limited");
         Assert.NotNull(limited!.Headers.RetryAfter);
         Assert.Equal(HttpStatusCode.OK, statuses[0]);
+    }
+
+    // ---- messaging, rights ----------------------------------------------------------------
+
+    [Fact]
+    public async Task App_servers_message_consenting_users_only_and_the_person_sees_it_in_the_access_log()
+    {
+        await using var s = await Start();
+        var sender = await s.OperatorAsync("sender");
+        var support = await s.OperatorAsync("support");
+        var refuser = await s.UserAsync();
+        var listener = await s.UserAsync(consents: "cloud-messaging");
+        using var app = s.Client(sender);
+        await Problem(await app.PostAsJsonAsync("/v1/messages", new { to = refuser.UserId, body = "hi", ttl_seconds = 60 }), HttpStatusCode.Forbidden, "consent_required");
+        Assert.Equal(0, await RawSql.CountAsync(s.Deployment["in-mumbai"].Config.Store, "SELECT COUNT(*) FROM messages"));
+        using (var other = s.Client(support))
+            await Problem(await other.PostAsJsonAsync("/v1/messages", new { to = listener.UserId, body = "hi" }), HttpStatusCode.Forbidden, "forbidden");
+        await Problem(await app.PostAsJsonAsync("/v1/messages", new { to = "no-such-user", body = "hi" }), HttpStatusCode.NotFound, "not_found");
+        await Problem(await app.PostAsJsonAsync("/v1/messages", new { to = listener.UserId, body = 5 }), HttpStatusCode.BadRequest, "invalid_request");
+
+        using var device = s.Client(listener.Access);
+        var poll = device.GetAsync("/v1/me/messages?wait=30");
+        await Task.Delay(200);
+        var sent = await app.PostAsJsonAsync("/v1/messages", new { to = listener.UserId, body = "your backup finished", ttl_seconds = 600 });
+        Assert.Equal(HttpStatusCode.Accepted, sent.StatusCode);
+        var id = (string)(await LiveServer.Json(sent))["id"]!;
+        var inbox = await LiveServer.Json(await poll);
+        var m = Assert.Single(inbox["messages"]!.AsArray())!;
+        Assert.Equal((id, "your backup finished"), ((string)m["id"]!, (string)m["body"]!));
+        Assert.Equal(HttpStatusCode.NoContent, (await device.PostAsync($"/v1/me/messages/{id}/ack", null)).StatusCode);
+        Assert.Empty((await LiveServer.Json(await device.GetAsync("/v1/me/messages")))["messages"]!.AsArray());
+        await Problem(await device.PostAsync($"/v1/me/messages/{id}/ack", null), HttpStatusCode.NotFound, "not_found");
+
+        var log = (await LiveServer.Json(await device.GetAsync("/v1/me/access-log")))["entries"]!.AsArray();
+        var send = Assert.Single(log, e => (string?)e!["action"] == "message.send")!;
+        Assert.Equal("sender", (string?)send["role"]);
+        Assert.DoesNotContain(log, e => (string?)e!["actor"] == listener.UserId);
+    }
+
+    [Fact]
+    public async Task Export_then_erase_through_the_api()
+    {
+        await using var s = await Start();
+        var u = await s.UserAsync(consents: "cloud-sync");
+        using var c = s.Client(u.Access);
+        var photo = RandomNumberGenerator.GetBytes(300_000);
+        (await c.PutAsync("/v1/me/data/cloud-sync/photos/p1", new ByteArrayContent(photo) { Headers = { ContentType = new("image/png") } })).EnsureSuccessStatusCode();
+        var export = await c.GetAsync("/v1/me/export");
+        Assert.Equal("application/zip", export.Content.Headers.ContentType!.MediaType);
+        using (var zip = new System.IO.Compression.ZipArchive(new MemoryStream(await export.Content.ReadAsByteArrayAsync())))
+        {
+            var manifest = JsonNode.Parse(zip.GetEntry("manifest.json")!.Open())!;
+            var item = Assert.Single(manifest["items"]!.AsArray())!;
+            Assert.Equal("image/png", (string?)item["content_type"]);
+            using var body = zip.GetEntry((string)item["file"]!)!.Open();
+            Assert.Equal(photo, await Bytes.ReadAllAsync(body));
+        }
+        Assert.Equal(HttpStatusCode.Accepted, (await c.DeleteAsync("/v1/me")).StatusCode);
+        await Problem(await c.GetAsync("/v1/me"), HttpStatusCode.Unauthorized, "unauthenticated");
+        await Problem(await s.Http.PostAsJsonAsync("/v1/auth/token", new { grant_type = "refresh_token", refresh_token = u.Refresh }), HttpStatusCode.Unauthorized, "unauthenticated");
+        var store = s.Deployment["in-mumbai"].Config.Store;
+        Assert.Equal(0, await RawSql.CountAsync(store, $"SELECT COUNT(*) FROM data_keys WHERE user_id = '{u.UserId}'"));
+        Assert.Equal(0, await RawSql.CountAsync(store, "SELECT COUNT(*) FROM blob_chunks"));
+        using var admin = s.Client(s.AdminToken);
+        var retention = await LiveServer.Json(await admin.PostAsync("/v1/sys/retention/run", null));
+        Assert.Equal(3, retention["regions"]!.AsArray().Count);
+        Assert.NotNull(retention["regions"]![0]!["services"]!["cloud-messaging"]!["messages"]);
     }
 
     // ---- custody --------------------------------------------------------------------------

@@ -27,9 +27,14 @@ public static class PasswordHasher
         return CryptographicOperations.FixedTimeEquals(actual, expected);
     }
 
+    // Each hash takes 19 MiB: bound how many run at once so a burst of sign-ins cannot exhaust memory.
+    static readonly SemaphoreSlim Slots = new(Math.Max(2, Environment.ProcessorCount * 2));
+
     static async Task<byte[]> DeriveAsync(string password, byte[] salt, int memoryKib, int iterations, int lanes)
     {
+        if (memoryKib > 262_144 || iterations > 10 || lanes > 8) throw new FormatException("unsupported Argon2 cost");
         var bytes = Encoding.UTF8.GetBytes(password);
+        await Slots.WaitAsync();
         try
         {
             using var argon = new Argon2id(bytes) { Salt = salt, MemorySize = memoryKib, Iterations = iterations, DegreeOfParallelism = lanes };
@@ -37,6 +42,7 @@ public static class PasswordHasher
         }
         finally
         {
+            Slots.Release();
             CryptographicOperations.ZeroMemory(bytes);
         }
     }

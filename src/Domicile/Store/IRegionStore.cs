@@ -31,6 +31,8 @@ public interface IStoreTx
     Task InsertKekAsync(KekRow row);
     Task<IReadOnlyList<KekRow>> ListKeksAsync();
     Task DeleteKekAsync(long version);
+    /// <summary>Locks a KEK row (shared, or exclusive to destroy it); false when it no longer exists.</summary>
+    Task<bool> LockKekAsync(long version, bool exclusive);
 
     Task InsertUserAsync(UserRow row);
     Task<UserRow?> GetUserAsync(string id);

@@ -94,5 +94,8 @@ public sealed class PostgresRegionStore : SqlRegionStore
     protected override async Task<DbTransaction> BeginSnapshotAsync(DbConnection connection, CancellationToken ct) =>
         await connection.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct);
 
+    protected override bool IsTransient(DbException e) => e is PostgresException { SqlState: "40001" or "40P01" } || e is NpgsqlException { IsTransient: true };
+    protected override bool IsUniqueViolation(DbException e) => e is PostgresException { SqlState: "23505" };
+
     public override ValueTask DisposeAsync() => _dataSource.DisposeAsync();
 }

@@ -95,13 +95,31 @@ public abstract class SqlRegionStore : IRegionStore
 
     public async Task<T> WriteAsync<T>(Func<IStoreTx, Task<T>> work, CancellationToken ct = default)
     {
-        using var slot = await EnterWriteAsync(ct);
-        await using var c = await OpenAsync(ct);
-        await using var tx = await BeginWriteAsync(c, ct);
-        var result = await work(new SqlStoreTx(this, c, tx, write: true));
-        await tx.CommitAsync(ct);
-        return result;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                using var slot = await EnterWriteAsync(ct);
+                await using var c = await OpenAsync(ct);
+                await using var tx = await BeginWriteAsync(c, ct);
+                var result = await work(new SqlStoreTx(this, c, tx, write: true));
+                await tx.CommitAsync(ct);
+                return result;
+            }
+            catch (DbException e) when (IsTransient(e) && attempt < 5)
+            {
+                await Task.Delay(10 * attempt * attempt, ct);
+            }
+            catch (DbException e) when (IsUniqueViolation(e))
+            {
+                throw new DomicileException("conflict", "that already exists (another request created it at the same moment); retry");
+            }
+        }
     }
+
+    /// <summary>Deadlocks and serialization failures: the transaction may simply be run again.</summary>
+    protected abstract bool IsTransient(DbException e);
+    protected abstract bool IsUniqueViolation(DbException e);
 
     /// <summary>Waits for this process's turn to write, where the engine allows one writer only.</summary>
     protected virtual Task<IDisposable?> EnterWriteAsync(CancellationToken ct) => Task.FromResult<IDisposable?>(null);
@@ -128,13 +146,18 @@ public abstract class SqlRegionStore : IRegionStore
         }
     }
 
-    /// <summary>Replaces whole tables in one transaction: deletes them, then inserts what <paramref name="rows"/> yields.</summary>
-    public async Task<T> ReplaceAsync<T>(IReadOnlyList<(string Table, string[] Columns)> tables, Func<Func<string, object?[], Task>, Task<T>> rows, CancellationToken ct = default)
+    /// <summary>
+    /// Replaces whole tables in one transaction: deletes them, then inserts what <paramref name="rows"/> yields.
+    /// Tables in <paramref name="merge"/> are not cleared; their rows are added unless one with the same key exists.
+    /// <paramref name="after"/> statements run last, in the same transaction.
+    /// </summary>
+    public async Task<T> ReplaceAsync<T>(IReadOnlyList<(string Table, string[] Columns)> tables, IReadOnlySet<string> merge,
+        Func<Func<string, object?[], Task>, Task<T>> rows, IReadOnlyList<string> after, CancellationToken ct = default)
     {
         using var slot = await EnterWriteAsync(ct);
         await using var c = await OpenAsync(ct);
         await using var tx = await BeginWriteAsync(c, ct);
-        foreach (var (table, _) in tables.Reverse())
+        foreach (var (table, _) in tables.Reverse().Where(t => !merge.Contains(t.Table)))
         {
             await using var del = c.CreateCommand();
             del.Transaction = tx;
@@ -148,7 +171,8 @@ public abstract class SqlRegionStore : IRegionStore
             {
                 var cmd = c.CreateCommand();
                 cmd.Transaction = tx;
-                cmd.CommandText = $"INSERT INTO {table} ({string.Join(", ", columns)}) VALUES ({string.Join(", ", columns.Select((_, i) => "@p" + i))})";
+                cmd.CommandText = $"INSERT INTO {table} ({string.Join(", ", columns)}) VALUES ({string.Join(", ", columns.Select((_, i) => "@p" + i))})"
+                    + (merge.Contains(table) ? " ON CONFLICT DO NOTHING" : "");
                 for (var i = 0; i < columns.Length; i++) AddParameter(cmd, "p" + i, null);
                 commands[table] = cmd;
             }
@@ -158,6 +182,13 @@ public abstract class SqlRegionStore : IRegionStore
                 for (var i = 0; i < values.Length; i++) cmd.Parameters[i].Value = values[i] ?? DBNull.Value;
                 await cmd.ExecuteNonQueryAsync(ct);
             });
+            foreach (var sql in after)
+            {
+                await using var cmd = c.CreateCommand();
+                cmd.Transaction = tx;
+                cmd.CommandText = sql;
+                await cmd.ExecuteNonQueryAsync(ct);
+            }
             await tx.CommitAsync(ct);
             return result;
         }

@@ -67,6 +67,9 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     public Task DeleteKekAsync(long version) => Exec("DELETE FROM keks WHERE version = @v", ("v", version));
 
+    public async Task<bool> LockKekAsync(long version, bool exclusive) =>
+        (await Query($"SELECT version FROM keks WHERE version = @v{(exclusive ? Update : Share)}", r => r.GetInt64(0), ("v", version))).Count == 1;
+
     const string UserColumns = "id, login_index, login_enc, password_hash, country, created_at, change_seq, state";
 
     static UserRow MapUser(DbDataReader r) =>

@@ -84,6 +84,9 @@ public sealed class SqliteRegionStore : SqlRegionStore
     protected override Task<DbTransaction> BeginSnapshotAsync(DbConnection connection, CancellationToken ct) =>
         Task.FromResult<DbTransaction>(((SqliteConnection)connection).BeginTransaction(deferred: true));
 
+    protected override bool IsTransient(DbException e) => e is SqliteException { SqliteErrorCode: 5 or 6 };
+    protected override bool IsUniqueViolation(DbException e) => e is SqliteException { SqliteErrorCode: 19 };
+
     public override ValueTask DisposeAsync()
     {
         SqliteConnection.ClearAllPools();
