@@ -52,8 +52,14 @@ public static class AccountsApi
                 var login = JsonBody.Required(body.Login, "login", Region.MaxLoginLength);
                 var password = JsonBody.Required(body.Password, "password", Region.MaxPasswordLength);
                 var region = HomeRegion(deployment, body.Country);
-                var account = await region.AuthenticateAsync(login, password, context.RequestAborted)
-                    ?? throw new ProblemException("unauthenticated", "the login or the password is wrong");
+                var account = await region.AuthenticateAsync(login, password, context.RequestAborted);
+                if (account is null)
+                {
+                    // A user not yet migrated to the home the policy names still lives where it was.
+                    foreach (var other in deployment.Regions.Values.Where(r => r != region && !r.IsSealed))
+                        if ((account = await other.AuthenticateAsync(login, password, context.RequestAborted)) is not null) { region = other; break; }
+                }
+                if (account is null) throw new ProblemException("unauthenticated", "the login or the password is wrong");
                 tokens = await region.IssueTokensAsync(account.UserId, ct: context.RequestAborted);
                 break;
             case "refresh_token":

@@ -54,7 +54,19 @@ public sealed class Auth(Deployment deployment, TimeProvider time)
             throw Unauthenticated("the access token has expired; use your refresh token at POST /v1/auth/token");
         var sub = (string?)claims["sub"] ?? throw Unauthenticated("the access token names no user");
         var account = await region.GetAccountAsync(sub, context.RequestAborted);
-        if (account is null) throw Unauthenticated("the account of this token no longer exists");
+        if (account is null or { State: UserStates.Moved })
+        {
+            // Migrated since the token was issued: serve from the new home when it is here, else say where it is.
+            var home = await region.DirectoryAsync(sub, context.RequestAborted)
+                ?? throw Unauthenticated("the account of this token no longer exists");
+            if (!deployment.Regions.TryGetValue(home, out var moved) || moved == region)
+                throw new ProblemException("moved", $"this account now lives in region '{home}'; sign in there") { Region = home };
+            if (moved.IsSealed) throw new ProblemException("sealed", $"region '{home}' is sealed; custodians must unseal it before it serves data") { RetryAfter = TimeSpan.FromSeconds(5) };
+            account = await moved.GetAccountAsync(sub, context.RequestAborted);
+            if (account is not { State: UserStates.Active or UserStates.Fenced }) throw Unauthenticated("the account of this token no longer exists");
+            region = moved;
+        }
+        if (account.State == UserStates.Incoming) throw Unauthenticated("the account of this token no longer exists");
         var caller = new UserCaller(sub, region);
         context.Items[UserKey] = caller;
         return caller;

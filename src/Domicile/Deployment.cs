@@ -56,7 +56,7 @@ public sealed class Deployment : IAsyncDisposable
     public async Task<Region?> FindUserRegionAsync(string userId, CancellationToken ct = default)
     {
         foreach (var r in Regions.Values)
-            if (await r.GetAccountAsync(userId, ct) is not null) return r;
+            if (await r.GetAccountAsync(userId, ct) is { State: UserStates.Active or UserStates.Fenced }) return r;
         return null;
     }
 

@@ -8,6 +8,19 @@ namespace Domicile;
 
 public sealed record Account(string UserId, string Country, string Region, string State);
 
+/// <summary>A user row's state in one region.</summary>
+public static class UserStates
+{
+    /// <summary>Home here; reads and writes served.</summary>
+    public const string Active = "active";
+    /// <summary>Being switched to another region: reads served, writes refused for a few seconds.</summary>
+    public const string Fenced = "fenced";
+    /// <summary>Lives elsewhere now; only a pointer remains until the purge.</summary>
+    public const string Moved = "moved";
+    /// <summary>A migration is copying the user in; not served here until the switch.</summary>
+    public const string Incoming = "incoming";
+}
+
 public sealed partial class Region
 {
     const string AccountService = "account";
@@ -67,6 +80,7 @@ public sealed partial class Region
             var index = lease.Keys.BlindIndex("login", NormalizeLogin(login ?? ""));
             user = await Store.ReadAsync(tx => tx.FindUserByLoginAsync(index), ct);
         }
+        if (user is not null && user.State is not (UserStates.Active or UserStates.Fenced)) user = null;
         var ok = await PasswordHasher.VerifyAsync(password ?? "", user?.PasswordHash ?? DummyHash.Value);
         return ok && user is not null ? new Account(user.Id, user.Country, Id, user.State) : null;
     }
@@ -95,4 +109,21 @@ public sealed partial class Region
 
     async Task<UserRow> RequireUserAsync(IStoreTx tx, string userId) =>
         await tx.GetUserAsync(userId) ?? throw DomicileException.NotFound("no such user in this region");
+
+    /// <summary>
+    /// Every write of a user's data starts here: it takes the user's next change number, which
+    /// also locks the user row, so a migration's fence orders strictly before or after it.
+    /// A fenced user's writes are refused with a retry hint; a moved user's point to the new region.
+    /// </summary>
+    async Task<long> BeginUserWriteAsync(IStoreTx tx, string userId)
+    {
+        var (seq, state) = await tx.NextChangeAsync(userId) ?? throw DomicileException.NotFound("no such user in this region");
+        return state switch
+        {
+            UserStates.Active => seq,
+            UserStates.Fenced => throw new DomicileException("unavailable", "this account's data is moving to another region right now; retry in a second"),
+            UserStates.Moved => throw new DomicileException("moved", "this account now lives in another region") { Region = await tx.DirectoryAsync(userId) },
+            _ => throw DomicileException.NotFound("no such user in this region"),
+        };
+    }
 }

@@ -37,7 +37,7 @@ public sealed partial class Region
         var consentId = await Store.WriteAsync(async tx =>
         {
             await RequireUserAsync(tx, userId);
-            await tx.NextChangeAsync(userId);
+            await BeginUserWriteAsync(tx, userId);
             if (granted && await tx.GetDekAsync(userId, service) is null)
                 CryptographicOperations.ZeroMemory(await CreateDekAsync(ring, tx, userId, service));
             var id = await tx.AppendConsentAsync(new ConsentRow(0, userId, service, svc.Version, granted, at.ToUnixTimeMilliseconds(), source));

@@ -37,7 +37,7 @@ public sealed partial class Region
         {
             await RequireUserAsync(tx, userId);
             // The user's change number orders messages sent in the same millisecond.
-            var id = $"msg_{await tx.NextChangeAsync(userId):x10}{NewId(6)}";
+            var id = $"msg_{await BeginUserWriteAsync(tx, userId):x10}{NewId(6)}";
             if (!Active(await tx.GetConsentStateAsync(userId, MessagingService), svc)) throw ConsentRequired(MessagingService);
             var dek = await DekAsync(ring, tx, userId, MessagingService) ?? throw ConsentRequired(MessagingService);
             await tx.InsertMessageAsync(new MessageRow(id, userId, sender, Sealing.Seal(dek, Encoding.UTF8.GetBytes(body), MessageAad(userId, id)),

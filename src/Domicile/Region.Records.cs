@@ -160,7 +160,7 @@ public sealed partial class Region
 
             var result = await Store.WriteAsync(async tx =>
             {
-                var version = await tx.NextChangeAsync(userId);
+                var version = await BeginUserWriteAsync(tx, userId);
                 if (!Active(await tx.GetConsentStateAsync(userId, service), svc)) throw ConsentRequired(service);
                 var existing = await tx.GetItemAsync(userId, service, collection, keyIndex);
                 if (ifMatch is not null && !ETagMatches(ifMatch, existing))
@@ -275,7 +275,7 @@ public sealed partial class Region
         var keyIndex = ring.BlindIndex("item", userId, service, collection, key);
         await Store.WriteAsync(async tx =>
         {
-            var version = await tx.NextChangeAsync(userId);
+            var version = await BeginUserWriteAsync(tx, userId);
             var existing = await tx.GetItemAsync(userId, service, collection, keyIndex);
             var dek = await DekAsync(ring, tx, userId, service);
             if (existing is null or { Deleted: true } || dek is null) throw DomicileException.NotFound("no such item");

@@ -36,7 +36,7 @@ public sealed partial class Region
         await Store.WriteAsync(async tx =>
         {
             await RequireUserAsync(tx, userId);
-            await tx.NextChangeAsync(userId); // waits for any write of the user in flight
+            await BeginUserWriteAsync(tx, userId);
             var n = await tx.EraseUserAsync(userId);
             await AuditChain.AppendAsync(tx, Now, actor, "account.erase", userId, new JsonObject { ["rows"] = n });
             return 0;

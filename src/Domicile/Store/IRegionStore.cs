@@ -41,7 +41,11 @@ public interface IStoreTx
     Task<long> CountUsersAsync();
     Task SetUserStateAsync(string id, string state);
     /// <summary>Takes the user's next change number; also serialises the user's writes.</summary>
-    Task<long> NextChangeAsync(string userId);
+    Task<(long Seq, string State)?> NextChangeAsync(string userId);
+    /// <summary>Raises the user's change number to at least <paramref name="seq"/> (imports keep versions).</summary>
+    Task RaiseChangeAsync(string userId, long seq);
+    Task UpsertDirectoryAsync(string userId, string region, long at);
+    Task<string?> DirectoryAsync(string userId);
     Task DeleteUserAsync(string id);
 
     Task<DekRow?> GetDekAsync(string userId, string service);
@@ -56,6 +60,20 @@ public interface IStoreTx
     Task SetConsentStateAsync(ConsentStateRow row);
     Task<long> AppendConsentAsync(ConsentRow row);
     Task<IReadOnlyList<ConsentRow>> ListConsentsAsync(string userId);
+    Task<IReadOnlyList<ConsentStateRow>> ListConsentStatesAsync(string userId);
+    Task DeleteConsentsAsync(string userId);
+    Task<IReadOnlyList<string>> ListDekServicesAsync(string userId);
+    Task<IReadOnlyList<MessageRow>> ListAllMessagesAsync(string userId);
+    Task DeleteMessagesAsync(string userId);
+    Task UpdateUserAsync(UserRow row);
+    /// <summary>Users of one jurisdiction, in id order after <paramref name="afterId"/>.</summary>
+    Task<IReadOnlyList<string>> UserIdsOfCountryAsync(string country, string afterId, int limit);
+
+    Task InsertMigrationAsync(string id, string spec, string state, long at);
+    Task SetMigrationStateAsync(string id, string state, long at);
+    Task<IReadOnlyList<(string Id, string Spec, string State)>> ListMigrationsAsync();
+    Task JournalAsync(string migrationId, string userId, string step, long at, string details);
+    Task<IReadOnlyList<(string UserId, string Step, string Details)>> ReadJournalAsync(string migrationId);
 
     Task<ItemRow?> GetItemAsync(string userId, string service, string collection, byte[] keyIndex);
     Task UpsertItemAsync(ItemRow row);

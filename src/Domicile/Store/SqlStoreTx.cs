@@ -92,8 +92,21 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     public Task SetUserStateAsync(string id, string state) => Exec("UPDATE users SET state = @s WHERE id = @id", ("s", state), ("id", id));
 
-    public Task<long> NextChangeAsync(string userId) =>
-        Scalar("UPDATE users SET change_seq = change_seq + 1 WHERE id = @id RETURNING change_seq", ("id", userId));
+    public async Task<(long Seq, string State)?> NextChangeAsync(string userId)
+    {
+        var rows = await Query("UPDATE users SET change_seq = change_seq + 1 WHERE id = @id RETURNING change_seq, state", r => (r.GetInt64(0), r.GetString(1)), ("id", userId));
+        return rows.Count == 0 ? null : rows[0];
+    }
+
+    public Task RaiseChangeAsync(string userId, long seq) =>
+        Exec("UPDATE users SET change_seq = CASE WHEN change_seq < @s THEN @s ELSE change_seq END WHERE id = @id", ("s", seq), ("id", userId));
+
+    public Task UpsertDirectoryAsync(string userId, string region, long at) =>
+        Exec("INSERT INTO directory (user_id, region, updated_at) VALUES (@u, @r, @a) ON CONFLICT (user_id) DO UPDATE SET region = excluded.region, updated_at = excluded.updated_at",
+            ("u", userId), ("r", region), ("a", at));
+
+    public async Task<string?> DirectoryAsync(string userId) =>
+        (await Query("SELECT region FROM directory WHERE user_id = @u", r => r.GetString(0), ("u", userId))).FirstOrDefault();
 
     public Task DeleteUserAsync(string id) => Exec("DELETE FROM users WHERE id = @id", ("id", id));
 
@@ -119,6 +132,53 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     public Task DeleteDekAsync(string userId, string service) =>
         Exec("DELETE FROM data_keys WHERE user_id = @u AND service = @s", ("u", userId), ("s", service));
+
+    public async Task<IReadOnlyList<ConsentStateRow>> ListConsentStatesAsync(string userId) =>
+        await Query("SELECT user_id, service, version, granted, at FROM consent_state WHERE user_id = @u ORDER BY service",
+            r => new ConsentStateRow(r.GetString(0), r.GetString(1), r.GetInt64(2), r.GetInt64(3) != 0, r.GetInt64(4)), ("u", userId));
+
+    public async Task DeleteConsentsAsync(string userId)
+    {
+        await Exec("DELETE FROM consents WHERE user_id = @u", ("u", userId));
+        await Exec("DELETE FROM consent_state WHERE user_id = @u", ("u", userId));
+    }
+
+    public async Task<IReadOnlyList<string>> ListDekServicesAsync(string userId) =>
+        await Query("SELECT service FROM data_keys WHERE user_id = @u ORDER BY service", r => r.GetString(0), ("u", userId));
+
+    public async Task<IReadOnlyList<MessageRow>> ListAllMessagesAsync(string userId) =>
+        await Query("SELECT id, user_id, sender, body, sent_at, expires_at FROM messages WHERE user_id = @u ORDER BY id",
+            r => new MessageRow(r.GetString(0), r.GetString(1), r.GetString(2), Bytes(r, 3), r.GetInt64(4), r.GetInt64(5)), ("u", userId));
+
+    public Task DeleteMessagesAsync(string userId) => Exec("DELETE FROM messages WHERE user_id = @u", ("u", userId));
+
+    public Task UpdateUserAsync(UserRow u) =>
+        Exec("UPDATE users SET login_index = @li, login_enc = @le, password_hash = @ph, country = @co, state = @st WHERE id = @id",
+            ("id", u.Id), ("li", u.LoginIndex), ("le", u.LoginEnc), ("ph", u.PasswordHash), ("co", u.Country), ("st", u.State));
+
+    public async Task<IReadOnlyList<string>> UserIdsOfCountryAsync(string country, string afterId, int limit) =>
+        await Query("SELECT id FROM users WHERE country = @c AND id > @a AND state IN ('active', 'fenced') ORDER BY id LIMIT @l",
+            r => r.GetString(0), ("c", country), ("a", afterId), ("l", limit));
+
+    public Task InsertMigrationAsync(string id, string spec, string state, long at) =>
+        Exec("INSERT INTO migrations (id, spec, state, created_at, updated_at) VALUES (@i, @s, @st, @a, @a) ON CONFLICT (id) DO NOTHING",
+            ("i", id), ("s", spec), ("st", state), ("a", at));
+
+    public Task SetMigrationStateAsync(string id, string state, long at) =>
+        Exec("UPDATE migrations SET state = @st, updated_at = @a WHERE id = @i", ("i", id), ("st", state), ("a", at));
+
+    public async Task<IReadOnlyList<(string Id, string Spec, string State)>> ListMigrationsAsync() =>
+        await Query("SELECT id, spec, state FROM migrations ORDER BY created_at, id", r => (r.GetString(0), r.GetString(1), r.GetString(2)));
+
+    public Task JournalAsync(string migrationId, string userId, string step, long at, string details) =>
+        Exec("""
+            INSERT INTO migration_journal (migration_id, user_id, step, at, details) VALUES (@m, @u, @s, @a, @d)
+            ON CONFLICT (migration_id, user_id, step) DO UPDATE SET at = excluded.at, details = excluded.details
+            """, ("m", migrationId), ("u", userId), ("s", step), ("a", at), ("d", details));
+
+    public async Task<IReadOnlyList<(string UserId, string Step, string Details)>> ReadJournalAsync(string migrationId) =>
+        await Query("SELECT user_id, step, details FROM migration_journal WHERE migration_id = @m ORDER BY user_id, at",
+            r => (r.GetString(0), r.GetString(1), r.GetString(2)), ("m", migrationId));
 
     public Task<ConsentStateRow?> GetConsentStateAsync(string userId, string service) =>
         One($"SELECT user_id, service, version, granted, at FROM consent_state WHERE user_id = @u AND service = @s{Share}",

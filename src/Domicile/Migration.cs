@@ -1,0 +1,341 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Domicile.Crypto;
+
+namespace Domicile;
+
+/// <summary>What to move: every user of a jurisdiction, or one user, to a region.</summary>
+public sealed record MigrationRequest(string? Jurisdiction, string? UserId, string To);
+
+/// <summary>A migration's progress and outcome (SPEC 6.5).</summary>
+public sealed record MigrationState(
+    string Id, string State, long Done, long Total, long Items, long Bytes, long Failed, long Users, bool Verified, double Seconds, string? Certificate);
+
+public sealed record MigrationPlan(string To, IReadOnlyList<(string UserId, string From)> Users);
+
+/// <summary>Test hooks: called at every step boundary; may throw to simulate a crash there.</summary>
+public sealed class MigrationOptions
+{
+    public int Parallelism { get; set; } = Math.Max(2, Environment.ProcessorCount * 2);
+    public Func<string, string, Task>? AtStep { get; set; }
+}
+
+/// <summary>
+/// Live migration (G9). Per user: copy → catch up → fence → copy tail → verify → switch →
+/// purge. Each step is idempotent and journaled in both regions, so a job resumes after a
+/// crash at any instant by running every unfinished user's pipeline again. The job itself is
+/// durable in the destination region and resumes once its regions are unsealed.
+/// </summary>
+public sealed class Migrator(Deployment deployment, MigrationOptions? options = null)
+{
+    public const string Planned = "planned", Running = "running", Done = "done", Failed = "failed";
+    readonly MigrationOptions _options = options ?? new MigrationOptions();
+    readonly ConcurrentDictionary<string, Task<MigrationState>> _running = new();
+    readonly ConcurrentDictionary<string, Progress> _progress = new();
+
+    sealed class Progress
+    {
+        public long Done, Total, Items, Bytes, Failed;
+        public DateTimeOffset Started = DateTimeOffset.UtcNow;
+    }
+
+    static readonly string[] Steps = ["copied", "fenced", "verified", "switched", "purged"];
+
+    /// <summary>Which users would move, from where. Nothing is written.</summary>
+    public async Task<MigrationPlan> PlanAsync(MigrationRequest request, CancellationToken ct = default)
+    {
+        var to = deployment.Region(request.To);
+        if ((request.Jurisdiction is null) == (request.UserId is null))
+            throw DomicileException.Invalid("name either a jurisdiction or a user to migrate, not both");
+        var users = new List<(string, string)>();
+        if (request.UserId is { } single)
+        {
+            var from = await deployment.FindUserRegionAsync(single, ct) ?? throw DomicileException.NotFound("there is no such user");
+            var account = await from.GetAccountAsync(single, ct);
+            if (from.Id != to.Id) users.Add((single, from.Id));
+            if (account is not null && !deployment.Config.AllowedRegions(account.Country).Contains(to.Id))
+                throw new DomicileException("residency_violation", $"users of {account.Country} may not be stored in region '{to.Id}'");
+        }
+        else
+        {
+            var cc = request.Jurisdiction!.ToUpperInvariant();
+            if (cc.Length != 2 || !cc.All(char.IsAsciiLetterUpper))
+                throw DomicileException.Invalid("jurisdiction must be an ISO 3166-1 alpha-2 code such as IN");
+            if (!deployment.Config.AllowedRegions(cc).Contains(to.Id))
+                throw new DomicileException("residency_violation", $"users of {cc} may not be stored in region '{to.Id}'");
+            foreach (var from in deployment.Regions.Values.Where(r => r.Id != to.Id))
+            {
+                var after = "";
+                while (true)
+                {
+                    var page = await from.Store.ReadAsync(tx => tx.UserIdsOfCountryAsync(cc, after, 1000), ct);
+                    users.AddRange(page.Select(u => (u, from.Id)));
+                    if (page.Count < 1000) break;
+                    after = page[^1];
+                }
+            }
+        }
+        return new MigrationPlan(to.Id, users);
+    }
+
+    /// <summary>Records the job and its plan durably in the destination, then runs it in the background.</summary>
+    public async Task<string> StartAsync(MigrationRequest request, CancellationToken ct = default)
+    {
+        var plan = await PlanAsync(request, ct);
+        var id = "mig_" + Region.NewId(8);
+        var to = deployment.Region(plan.To);
+        var spec = new JsonObject
+        {
+            ["jurisdiction"] = request.Jurisdiction, ["user_id"] = request.UserId, ["to"] = plan.To,
+            ["sources"] = new JsonArray([.. plan.Users.Select(u => u.From).Distinct().Select(s => JsonValue.Create(s))]),
+            ["total"] = plan.Users.Count, ["started_at"] = DateTimeOffset.UtcNow,
+        }.ToJsonString();
+        await to.Store.WriteAsync(async tx =>
+        {
+            await tx.InsertMigrationAsync(id, spec, Planned, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+            foreach (var (user, from) in plan.Users)
+                await tx.JournalAsync(id, user, "planned", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), new JsonObject { ["from"] = from }.ToJsonString());
+            await Audit.AuditChain.AppendAsync(tx, to.Time.GetUtcNow(), $"migration:{id}", "migration.plan", to.Id,
+                new JsonObject { ["jurisdiction"] = request.Jurisdiction, ["users"] = plan.Users.Count });
+            return 0;
+        }, ct);
+        _ = Run(id);
+        return id;
+    }
+
+    /// <summary>Runs (or joins) the job; safe to call again after a crash.</summary>
+    public Task<MigrationState> Run(string id) => _running.GetOrAdd(id, _ => Task.Run(() => RunAsync(id)));
+
+    /// <summary>Resumes every unfinished job whose regions are all unsealed.</summary>
+    public async Task ResumeAllAsync(CancellationToken ct = default)
+    {
+        foreach (var region in deployment.Regions.Values)
+        {
+            if (region.IsSealed || await region.Store.SchemaVersionAsync(ct) == 0) continue;
+            foreach (var (id, spec, state) in await region.Store.ReadAsync(tx => tx.ListMigrationsAsync(), ct))
+            {
+                if (state is Done or Failed || _running.ContainsKey(id)) continue;
+                var sources = JsonNode.Parse(spec)!["sources"]!.AsArray().Select(s => (string)s!).ToList();
+                if (!region.IsSealed && sources.All(s => deployment.Regions.TryGetValue(s, out var r) && !r.IsSealed)) _ = Run(id);
+            }
+        }
+    }
+
+    /// <summary>The job's state from its journal (works for finished, running and crashed jobs).</summary>
+    public async Task<MigrationState?> GetAsync(string id, CancellationToken ct = default)
+    {
+        foreach (var region in deployment.Regions.Values)
+        {
+            if (await region.Store.SchemaVersionAsync(ct) == 0) continue;
+            var job = (await region.Store.ReadAsync(tx => tx.ListMigrationsAsync(), ct)).FirstOrDefault(m => m.Id == id);
+            if (job.Id is null) continue;
+            var journal = await region.Store.ReadAsync(tx => tx.ReadJournalAsync(id), ct);
+            return Summarise(job.Id, job.State, JsonNode.Parse(job.Spec)!, journal);
+        }
+        return null;
+    }
+
+    public async Task<IReadOnlyList<MigrationState>> ListAsync(CancellationToken ct = default)
+    {
+        var list = new List<MigrationState>();
+        foreach (var region in deployment.Regions.Values)
+        {
+            if (await region.Store.SchemaVersionAsync(ct) == 0) continue;
+            foreach (var (id, _, _) in await region.Store.ReadAsync(tx => tx.ListMigrationsAsync(), ct))
+                if (await GetAsync(id, ct) is { } s) list.Add(s);
+        }
+        return list;
+    }
+
+    MigrationState Summarise(string id, string state, JsonNode spec, IReadOnlyList<(string UserId, string Step, string Details)> journal)
+    {
+        var byUser = journal.GroupBy(j => j.UserId).ToList();
+        long items = 0, bytes = 0, failed = 0, done = 0;
+        var digests = new List<string>();
+        foreach (var user in byUser)
+        {
+            var steps = user.ToDictionary(j => j.Step, j => j.Details);
+            if (steps.ContainsKey("failed") && !steps.ContainsKey("purged")) { failed++; done++; continue; }
+            if (steps.TryGetValue("verified", out var v) && steps.ContainsKey("purged"))
+            {
+                var d = JsonNode.Parse(v)!;
+                items += (long)d["items"]!;
+                bytes += (long)d["bytes"]!;
+                digests.Add($"{user.Key}:{(string)d["digest"]!}");
+                done++;
+            }
+        }
+        var total = (long)spec["total"]!;
+        string? certificate = null;
+        if (state == Done && deployment.Regions.TryGetValue((string)spec["to"]!, out var to) && !to.IsSealed)
+        {
+            digests.Sort(StringComparer.Ordinal);
+            certificate = to.Sign(new JsonObject
+            {
+                ["iss"] = $"domicile:{to.Id}", ["typ"] = "migration-certificate", ["migration"] = id, ["to"] = to.Id,
+                ["jurisdiction"] = (string?)spec["jurisdiction"], ["users"] = done - failed, ["failed"] = failed, ["items"] = items, ["bytes"] = bytes,
+                ["digest"] = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(string.Join('\n', digests)))),
+                ["verified"] = failed == 0, ["source_keys_destroyed"] = true, ["iat"] = DateTimeOffset.UtcNow.ToUnixTimeSeconds(),
+            });
+        }
+        return new MigrationState(id, state, done, total, items, bytes, failed, done - failed, failed == 0, 0, certificate);
+    }
+
+    /// <summary>Live counters of a job running in this process (for progress bars).</summary>
+    public (long Done, long Total, long Items, long Bytes, long Failed)? LiveProgress(string id) =>
+        _progress.TryGetValue(id, out var p) ? (Interlocked.Read(ref p.Done), p.Total, Interlocked.Read(ref p.Items), Interlocked.Read(ref p.Bytes), Interlocked.Read(ref p.Failed)) : null;
+
+    async Task<MigrationState> RunAsync(string id)
+    {
+        try
+        {
+            var (home, spec) = await FindJobAsync(id);
+            var to = deployment.Region((string)spec["to"]!);
+            var actor = $"migration:{id}";
+            var journal = await home.Store.ReadAsync(tx => tx.ReadJournalAsync(id));
+            var users = journal.GroupBy(j => j.UserId).Select(g => (UserId: g.Key, Steps: g.ToDictionary(j => j.Step, j => j.Details))).ToList();
+            var progress = _progress.GetOrAdd(id, _ => new Progress());
+            progress.Total = users.Count;
+            await home.Store.WriteAsync(async tx => { await tx.SetMigrationStateAsync(id, Running, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()); return 0; });
+
+            var queue = new ConcurrentQueue<(string UserId, Dictionary<string, string> Steps)>();
+            foreach (var u in users)
+            {
+                if (u.Steps.ContainsKey("purged") || u.Steps.ContainsKey("failed"))
+                {
+                    Interlocked.Increment(ref progress.Done);
+                    if (u.Steps.TryGetValue("verified", out var v) && JsonNode.Parse(v) is { } d)
+                    {
+                        Interlocked.Add(ref progress.Items, (long)d["items"]!);
+                        Interlocked.Add(ref progress.Bytes, (long)d["bytes"]!);
+                    }
+                    if (u.Steps.ContainsKey("failed") && !u.Steps.ContainsKey("purged")) Interlocked.Increment(ref progress.Failed);
+                    continue;
+                }
+                queue.Enqueue(u);
+            }
+            var workers = Enumerable.Range(0, _options.Parallelism).Select(_ => Task.Run(async () =>
+            {
+                while (queue.TryDequeue(out var u))
+                {
+                    var from = deployment.Region(JsonNode.Parse(u.Steps["planned"])!["from"]!.GetValue<string>());
+                    var outcome = await MigrateUserAsync(id, actor, u.UserId, from, to, u.Steps.ContainsKey("switched"));
+                    if (outcome is null) Interlocked.Increment(ref progress.Failed);
+                    else
+                    {
+                        Interlocked.Add(ref progress.Items, outcome.Items);
+                        Interlocked.Add(ref progress.Bytes, outcome.Bytes);
+                    }
+                    Interlocked.Increment(ref progress.Done);
+                }
+            })).ToList();
+            await Task.WhenAll(workers);
+            await home.Store.WriteAsync(async tx =>
+            {
+                await tx.SetMigrationStateAsync(id, Done, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+                await Audit.AuditChain.AppendAsync(tx, to.Time.GetUtcNow(), actor, "migration.done", to.Id,
+                    new JsonObject { ["users"] = progress.Done - progress.Failed, ["failed"] = progress.Failed, ["items"] = progress.Items, ["bytes"] = progress.Bytes });
+                return 0;
+            });
+            var state = (await GetAsync(id))!;
+            return state with { Seconds = (DateTimeOffset.UtcNow - progress.Started).TotalSeconds };
+        }
+        finally
+        {
+            _running.TryRemove(id, out _);
+        }
+    }
+
+    async Task<(Region Home, JsonNode Spec)> FindJobAsync(string id)
+    {
+        foreach (var region in deployment.Regions.Values)
+        {
+            var job = (await region.Store.ReadAsync(tx => tx.ListMigrationsAsync())).FirstOrDefault(m => m.Id == id);
+            if (job.Id is not null) return (region, JsonNode.Parse(job.Spec)!);
+        }
+        throw DomicileException.NotFound($"there is no migration '{id}'");
+    }
+
+    async Task Journal(string id, string user, string step, Region a, Region b, JsonObject? details = null)
+    {
+        var text = (details ?? []).ToJsonString();
+        var at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        foreach (var r in new[] { a, b })
+            await r.Store.WriteAsync(async tx => { await tx.JournalAsync(id, user, step, at, text); return 0; });
+        if (_options.AtStep is { } hook) await hook(step, user);
+    }
+
+    /// <summary>One user's pipeline. Returns the verified digest, or null when verification failed (nothing switched).</summary>
+    async Task<UserDigest?> MigrateUserAsync(string id, string actor, string userId, Region from, Region to, bool alreadySwitched)
+    {
+        if (!alreadySwitched)
+        {
+            var account = await from.GetAccountAsync(userId);
+            if (account is null || account.State == UserStates.Moved)
+            {
+                // Switched before a crash that lost the journal line: the destination holds the user.
+                if (await to.GetAccountAsync(userId) is { State: UserStates.Active })
+                    return await FinishAsync(id, actor, userId, from, to, await to.DigestUserAsync(userId));
+                await Journal(id, userId, "failed", from, to, new JsonObject { ["reason"] = "the user no longer exists at the source" });
+                return null;
+            }
+            // Copy a snapshot while the user keeps working, then catch up on what changed meanwhile.
+            var snapshot = await from.PackageUserAsync(userId);
+            await to.ImportUserAsync(snapshot, UserStates.Incoming, actor);
+            var catchUp = await from.PackageUserAsync(userId, snapshot.ChangeSeq);
+            await to.ImportUserAsync(catchUp, UserStates.Incoming, actor);
+            await Journal(id, userId, "copied", from, to, new JsonObject { ["seq"] = catchUp.ChangeSeq });
+
+            // Fence: from here writes are refused with a retry hint for the few seconds the tail takes.
+            await from.SetUserStateAsync(userId, UserStates.Fenced, actor, "migration.fence");
+            await Journal(id, userId, "fenced", from, to);
+            var tail = await from.PackageUserAsync(userId, catchUp.ChangeSeq);
+            await to.ImportUserAsync(tail, UserStates.Incoming, actor);
+
+            var source = await from.DigestUserAsync(userId);
+            UserDigest? copy;
+            try
+            {
+                copy = await to.DigestUserAsync(userId);
+            }
+            catch (Keys.TamperedException)
+            {
+                copy = null; // a copy that does not even decrypt is a mismatch like any other
+            }
+            if (copy is null || source.Digest != copy.Digest)
+            {
+                await to.DiscardIncomingUserAsync(userId, actor);
+                await from.SetUserStateAsync(userId, UserStates.Active, actor, "migration.unfence");
+                await Journal(id, userId, "failed", from, to, new JsonObject { ["reason"] = "the copy did not match the source; nothing was switched" });
+                return null;
+            }
+            await Journal(id, userId, "verified", from, to, new JsonObject { ["digest"] = source.Digest, ["items"] = source.Items, ["bytes"] = source.Bytes });
+
+            // Switch: the source stops being home first, so there is never a moment with two homes.
+            await from.SetUserStateAsync(userId, UserStates.Moved, actor, "migration.switch", movedTo: to.Id);
+            await to.SetUserStateAsync(userId, UserStates.Active, actor, "migration.switch", movedTo: to.Id);
+            foreach (var other in deployment.Regions.Values.Where(r => r != from && r != to))
+                await other.Store.WriteAsync(async tx => { await tx.UpsertDirectoryAsync(userId, to.Id, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()); return 0; });
+            await Journal(id, userId, "switched", from, to);
+            return await FinishAsync(id, actor, userId, from, to, source);
+        }
+        var digest = await to.DigestUserAsync(userId);
+        return await FinishAsync(id, actor, userId, from, to, digest);
+    }
+
+    async Task<UserDigest> FinishAsync(string id, string actor, string userId, Region from, Region to, UserDigest digest)
+    {
+        await to.Store.WriteAsync(async tx =>
+        {
+            await tx.JournalAsync(id, userId, "verified", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+                new JsonObject { ["digest"] = digest.Digest, ["items"] = digest.Items, ["bytes"] = digest.Bytes }.ToJsonString());
+            return 0;
+        });
+        await from.PurgeMovedUserAsync(userId, to.Id, actor);
+        await Journal(id, userId, "purged", from, to);
+        return digest;
+    }
+}

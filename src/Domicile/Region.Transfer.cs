@@ -1,0 +1,270 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using Domicile.Audit;
+using Domicile.Keys;
+using Domicile.Store;
+
+namespace Domicile;
+
+/// <summary>One user's data in plaintext, in memory only, on its way between regions (or seeded by the demo).</summary>
+public sealed record UserPackage(
+    string UserId, string Login, string PasswordHash, string Country, long CreatedAt, long ChangeSeq,
+    IReadOnlyList<ConsentRow> Ledger, IReadOnlyList<ConsentStateRow> States, IReadOnlyList<string> Services,
+    IReadOnlyList<PackagedItem> Items, IReadOnlyList<PackagedMessage> Messages);
+
+/// <summary>An item or tombstone; large contents are opened as a stream, never held whole.</summary>
+public sealed record PackagedItem(
+    string Service, string Collection, string Key, string ContentType, long Version, bool Deleted, long Size,
+    long CreatedAt, long UpdatedAt, byte[]? Content, Func<CancellationToken, Task<Stream>>? Open);
+
+public sealed record PackagedMessage(string Id, string Sender, string Body, long SentAt, long ExpiresAt);
+
+/// <summary>What verification compares: one digest over everything of the user, and the live totals.</summary>
+public sealed record UserDigest(string Digest, long Items, long Bytes);
+
+public sealed partial class Region
+{
+    /// <summary>
+    /// Reads a user's account, consents, items (those changed after <paramref name="sinceVersion"/>,
+    /// tombstones included) and messages, decrypted. Small contents are read now; blobs stream later.
+    /// </summary>
+    public async Task<UserPackage> PackageUserAsync(string userId, long sinceVersion = 0, CancellationToken ct = default)
+    {
+        using var lease = Lease();
+        var ring = lease.Keys;
+        var (user, ledger, states, services, messages) = await Store.ReadAsync(async tx =>
+            (await tx.GetUserAsync(userId), await tx.ListConsentsAsync(userId), await tx.ListConsentStatesAsync(userId),
+             await tx.ListDekServicesAsync(userId), await tx.ListAllMessagesAsync(userId)), ct);
+        if (user is null) throw DomicileException.NotFound("no such user in this region");
+        var login = await LoginOfAsync(userId, ct) ?? "";
+        var items = new List<PackagedItem>();
+        var after = sinceVersion;
+        while (true)
+        {
+            var rows = await Store.ReadAsync(tx => tx.ChangesAsync(userId, after, 500), ct);
+            foreach (var r in rows)
+            {
+                var dek = await Store.ReadAsync(tx => DekAsync(ring, tx, userId, r.Service), ct);
+                if (dek is null) continue; // the key is gone: so is the data, for good
+                var head = OpenHead(dek, r);
+                byte[]? content = null;
+                if (!r.Deleted && head.BlobId is null)
+                    content = Sealing.Open(dek, r.Content ?? throw new TamperedException(), ContentAad(userId, r.Service, r.Collection, r.KeyIndex, r.Version));
+                var (svc, coll, key) = (r.Service, r.Collection, head.Key);
+                items.Add(new PackagedItem(r.Service, r.Collection, head.Key, head.ContentType, r.Version, r.Deleted, r.Size, r.CreatedAt, r.UpdatedAt, content,
+                    !r.Deleted && head.BlobId is not null ? async c => (await GetAsync(userId, svc, coll, key, c)).Content : null));
+            }
+            if (rows.Count < 500) break;
+            after = rows[^1].Version;
+        }
+        var packaged = new List<PackagedMessage>();
+        if (messages.Count > 0)
+        {
+            var dek = await Store.ReadAsync(tx => DekAsync(ring, tx, userId, MessagingService), ct);
+            if (dek is not null)
+                packaged.AddRange(messages.Select(m => new PackagedMessage(m.Id, m.Sender, Encoding.UTF8.GetString(Sealing.Open(dek, m.Body, MessageAad(userId, m.Id))), m.SentAt, m.ExpiresAt)));
+        }
+        return new UserPackage(userId, login, user.PasswordHash, user.Country, user.CreatedAt, user.ChangeSeq, ledger, states,
+            services.Where(s => s != AccountService).ToList(), items, packaged);
+    }
+
+    /// <summary>
+    /// Writes a package into this region under this region's keys (new DEKs, new blind indexes),
+    /// keeping ids and item versions so devices' ETags and sync cursors stay valid. Idempotent:
+    /// importing the same package twice leaves the same state. Consent is not re-checked: the
+    /// package carries the ledger that allowed the data.
+    /// </summary>
+    public async Task ImportUserAsync(UserPackage pkg, string state, string actor, CancellationToken ct = default)
+    {
+        using var lease = Lease();
+        var ring = lease.Keys;
+        var userId = pkg.UserId;
+        var loginIndex = ring.BlindIndex("login", pkg.Login);
+        await Store.WriteAsync(async tx =>
+        {
+            var existing = await tx.GetUserAsync(userId);
+            var accountDek = await DekAsync(ring, tx, userId, AccountService);
+            var fresh = accountDek is null;
+            accountDek ??= await CreateDekAsync(ring, tx, userId, AccountService);
+            var loginEnc = Sealing.Seal(accountDek, Encoding.UTF8.GetBytes(pkg.Login), Sealing.Aad("login", Id, userId));
+            if (fresh) CryptographicOperations.ZeroMemory(accountDek);
+            var row = new UserRow(userId, loginIndex, loginEnc, pkg.PasswordHash, pkg.Country, pkg.CreatedAt, pkg.ChangeSeq, existing?.State ?? state);
+            if (existing is null) await tx.InsertUserAsync(row);
+            else await tx.UpdateUserAsync(row);
+            await tx.RaiseChangeAsync(userId, pkg.ChangeSeq);
+            foreach (var service in pkg.Services)
+                if (await tx.GetDekAsync(userId, service) is null)
+                    CryptographicOperations.ZeroMemory(await CreateDekAsync(ring, tx, userId, service));
+            await tx.DeleteConsentsAsync(userId);
+            foreach (var c in pkg.Ledger) await tx.AppendConsentAsync(c with { UserId = userId });
+            foreach (var s in pkg.States) await tx.SetConsentStateAsync(s with { UserId = userId });
+            return 0;
+        }, ct);
+
+        var pending = new List<PackagedItem>();
+        foreach (var item in pkg.Items)
+        {
+            if (item.Open is not null) await ImportBlobItemAsync(ring, userId, item, ct);
+            else pending.Add(item);
+            if (pending.Count >= 200) { await ImportSmallItemsAsync(ring, userId, pending, ct); pending.Clear(); }
+        }
+        if (pending.Count > 0) await ImportSmallItemsAsync(ring, userId, pending, ct);
+
+        await Store.WriteAsync(async tx =>
+        {
+            await tx.DeleteMessagesAsync(userId);
+            if (pkg.Messages.Count > 0)
+            {
+                var dek = await DekAsync(ring, tx, userId, MessagingService) ?? throw new DomicileException("conflict", "messages arrived without their service key");
+                foreach (var m in pkg.Messages)
+                    await tx.InsertMessageAsync(new MessageRow(m.Id, userId, m.Sender, Sealing.Seal(dek, Encoding.UTF8.GetBytes(m.Body), MessageAad(userId, m.Id)), m.SentAt, m.ExpiresAt));
+            }
+            return 0;
+        }, ct);
+    }
+
+    async Task ImportSmallItemsAsync(KeyRing ring, string userId, IReadOnlyList<PackagedItem> items, CancellationToken ct) =>
+        await Store.WriteAsync(async tx =>
+        {
+            foreach (var item in items)
+            {
+                var dek = await DekAsync(ring, tx, userId, item.Service) ?? throw new DomicileException("conflict", $"no key for '{item.Service}' at {Id}");
+                var keyIndex = ring.BlindIndex("item", userId, item.Service, item.Collection, item.Key);
+                var content = item.Content ?? [];
+                var digest = item.Deleted ? "" : Convert.ToHexStringLower(SHA256.HashData(content));
+                var head = Sealing.Seal(dek, EncodeHead(new Head(item.Key, item.Deleted ? "" : item.ContentType, null, 0, digest)),
+                    HeadAad(userId, item.Service, item.Collection, keyIndex, item.Version));
+                var sealedContent = item.Deleted ? null : Sealing.Seal(dek, content, ContentAad(userId, item.Service, item.Collection, keyIndex, item.Version));
+                var old = await tx.GetItemAsync(userId, item.Service, item.Collection, keyIndex);
+                await tx.UpsertItemAsync(new ItemRow(userId, item.Service, item.Collection, keyIndex, head, sealedContent, null,
+                    item.Deleted ? 0 : content.Length, item.Version, item.Deleted, item.CreatedAt, item.UpdatedAt));
+                if (old?.BlobId is { } oldBlob) await tx.DeleteBlobAsync(oldBlob);
+            }
+            return 0;
+        }, ct);
+
+    /// <summary>Streams a large item into sealed chunks, then links it; never holds the whole content.</summary>
+    async Task ImportBlobItemAsync(KeyRing ring, string userId, PackagedItem item, CancellationToken ct)
+    {
+        var dek = await Store.ReadAsync(tx => DekAsync(ring, tx, userId, item.Service), ct) ?? throw new DomicileException("conflict", $"no key for '{item.Service}' at {Id}");
+        var keyIndex = ring.BlindIndex("item", userId, item.Service, item.Collection, item.Key);
+        var blobId = NewId();
+        var committed = false;
+        var buffer = new byte[ChunkSize];
+        var next = new byte[ChunkSize];
+        try
+        {
+            await using var source = await item.Open!(ct);
+            using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            var chunks = 0;
+            long size = 0;
+            var curLen = await FillAsync(source, buffer, ct);
+            var nxtLen = await FillAsync(source, next, ct);
+            while (true)
+            {
+                var last = nxtLen == 0;
+                sha.AppendData(buffer, 0, curLen);
+                size += curLen;
+                var sealedChunk = Sealing.Seal(dek, buffer.AsSpan(0, curLen), ChunkAad(userId, item.Service, blobId, chunks, last));
+                var idx = chunks++;
+                await Store.WriteAsync(async tx => { await tx.InsertChunkAsync(blobId, idx, sealedChunk, NowMs); return 0; }, ct);
+                if (last) break;
+                (buffer, next) = (next, buffer);
+                curLen = nxtLen;
+                nxtLen = await FillAsync(source, next, ct);
+            }
+            var digest = Convert.ToHexStringLower(sha.GetHashAndReset());
+            await Store.WriteAsync(async tx =>
+            {
+                var head = Sealing.Seal(dek, EncodeHead(new Head(item.Key, item.ContentType, blobId, chunks, digest)),
+                    HeadAad(userId, item.Service, item.Collection, keyIndex, item.Version));
+                var old = await tx.GetItemAsync(userId, item.Service, item.Collection, keyIndex);
+                await tx.UpsertItemAsync(new ItemRow(userId, item.Service, item.Collection, keyIndex, head, null, blobId, size, item.Version, false, item.CreatedAt, item.UpdatedAt));
+                if (old?.BlobId is { } oldBlob && oldBlob != blobId) await tx.DeleteBlobAsync(oldBlob);
+                return 0;
+            }, ct);
+            committed = true;
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(buffer);
+            CryptographicOperations.ZeroMemory(next);
+            if (!committed) await Store.WriteAsync(async tx => { await tx.DeleteBlobAsync(blobId); return 0; }, CancellationToken.None);
+        }
+    }
+
+    /// <summary>
+    /// One SHA-256 over everything of the user as plaintext: account, consent ledger and state,
+    /// every item's place, type, version and content digest (decrypted and hashed, not taken on
+    /// trust from the stored head), and messages. Equal digests in two regions mean equal data.
+    /// </summary>
+    public async Task<UserDigest> DigestUserAsync(string userId, CancellationToken ct = default)
+    {
+        var pkg = await PackageUserAsync(userId, 0, ct);
+        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        void Line(params object[] parts) => h.AppendData(Sealing.Aad([.. parts.Select(p => Convert.ToString(p, System.Globalization.CultureInfo.InvariantCulture) ?? "")]));
+        Line("account", pkg.UserId, pkg.Login, pkg.PasswordHash, pkg.Country, pkg.CreatedAt);
+        foreach (var c in pkg.Ledger.OrderBy(c => c.At).ThenBy(c => c.Service, StringComparer.Ordinal).ThenBy(c => c.Granted))
+            Line("consent", c.Service, c.Version, c.Granted, c.At, c.Source);
+        foreach (var s in pkg.States) Line("state", s.Service, s.Version, s.Granted, s.At);
+        long items = 0, bytes = 0;
+        foreach (var i in pkg.Items.OrderBy(i => i.Version))
+        {
+            string contentDigest = "";
+            if (!i.Deleted)
+            {
+                if (i.Open is not null)
+                {
+                    await using var s = await i.Open(ct);
+                    contentDigest = Convert.ToHexStringLower(await SHA256.HashDataAsync(s, ct));
+                }
+                else contentDigest = Convert.ToHexStringLower(SHA256.HashData(i.Content ?? []));
+                items++;
+                bytes += i.Size;
+            }
+            Line("item", i.Service, i.Collection, i.Key, i.Deleted ? "" : i.ContentType, i.Version, i.Deleted, i.Size, contentDigest);
+        }
+        foreach (var m in pkg.Messages.OrderBy(m => m.Id, StringComparer.Ordinal)) Line("message", m.Id, m.Sender, m.Body, m.SentAt, m.ExpiresAt);
+        return new UserDigest(Convert.ToHexStringLower(h.GetHashAndReset()), items, bytes);
+    }
+
+    /// <summary>Sets a user's state here (fence, unfence, switch) with an audit entry, after in-flight writes.</summary>
+    internal async Task SetUserStateAsync(string userId, string state, string actor, string action, string? movedTo = null, CancellationToken ct = default) =>
+        await Store.WriteAsync(async tx =>
+        {
+            // The row lock orders this after every write of the user that is already in flight.
+            await tx.NextChangeAsync(userId);
+            await tx.SetUserStateAsync(userId, state);
+            if (movedTo is not null) await tx.UpsertDirectoryAsync(userId, movedTo, NowMs);
+            await AuditChain.AppendAsync(tx, Now, actor, action, userId, movedTo is null ? null : new JsonObject { ["to"] = movedTo });
+            return 0;
+        }, ct);
+
+    /// <summary>Leaves nothing of a moved user here but the directory pointer: keys destroyed first, then rows.</summary>
+    internal async Task PurgeMovedUserAsync(string userId, string movedTo, string actor, CancellationToken ct = default)
+    {
+        await Store.WriteAsync(async tx =>
+        {
+            if (await tx.GetUserAsync(userId) is not null) await tx.EraseUserAsync(userId);
+            await tx.UpsertDirectoryAsync(userId, movedTo, NowMs);
+            await AuditChain.AppendAsync(tx, Now, actor, "migration.purge", userId, new JsonObject { ["to"] = movedTo, ["source_keys_destroyed"] = true });
+            return 0;
+        }, ct);
+        _keys?.ForgetUser(userId);
+    }
+
+    /// <summary>Removes a half-copied user after a failed verification (this region was the destination).</summary>
+    internal async Task DiscardIncomingUserAsync(string userId, string actor, CancellationToken ct = default)
+    {
+        await Store.WriteAsync(async tx =>
+        {
+            if (await tx.GetUserAsync(userId) is { State: UserStates.Incoming }) await tx.EraseUserAsync(userId);
+            await AuditChain.AppendAsync(tx, Now, actor, "migration.discard", userId);
+            return 0;
+        }, ct);
+        _keys?.ForgetUser(userId);
+    }
+
+    public Task<string?> DirectoryAsync(string userId, CancellationToken ct = default) => Store.ReadAsync(tx => tx.DirectoryAsync(userId), ct);
+}

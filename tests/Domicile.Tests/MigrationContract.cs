@@ -1,0 +1,243 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+using Domicile.Crypto;
+using Domicile.Tests.Support;
+
+namespace Domicile.Tests;
+
+/// <summary>Live migration (G9) and the residency report, on each engine and across engines.</summary>
+public abstract class MigrationContract(string engine, Func<string, string>? engineFor = null)
+{
+    sealed record Seeded(string UserId, string Country, Dictionary<(string Service, string Collection, string Key), byte[]> Items);
+
+    Task<TestDeployment> Deploy(TimeProvider? time = null) => TestDeployment.CreateAsync(engine, engineFor: engineFor, time: time);
+
+    /// <summary>Users stored in cn-beijing as before the policy, whatever their country.</summary>
+    static async Task<List<Seeded>> SeedAsync(TestDeployment d, string country, int count, bool withBlob = false)
+    {
+        var r = d["cn-beijing"];
+        var list = new List<Seeded>();
+        for (var i = 0; i < count; i++)
+        {
+            var id = Region.NewId();
+            var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            var items = new Dictionary<(string, string, string), byte[]>
+            {
+                [("cloud-sync", "contacts", $"c-{i}")] = Encoding.UTF8.GetBytes($"BEGIN:VCARD\nFN:Person {i} of {country}\nEND:VCARD"),
+                [("cloud-sync", "notes", "../hostile 'key'")] = Encoding.UTF8.GetBytes($"note {i}"),
+            };
+            if (withBlob && i == 0) items[("cloud-sync", "photos", "big.jpg")] = RandomNumberGenerator.GetBytes(Region.ChunkSize * 5 + 77);
+            long v = 0;
+            var pkg = new UserPackage(id, $"{country.ToLowerInvariant()}-{id}@example.com", "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g", country, now, 10,
+                [new(0, id, "cloud-sync", 1, true, now, "seed"), new(0, id, "cloud-messaging", 1, true, now, "seed")],
+                [new(id, "cloud-sync", 1, true, now), new(id, "cloud-messaging", 1, true, now)],
+                ["cloud-sync", "cloud-messaging"],
+                [.. items.Select(kv => new PackagedItem(kv.Key.Item1, kv.Key.Item2, kv.Key.Item3, "application/octet-stream", ++v, false, kv.Value.Length, now, now,
+                    kv.Value.Length <= Region.ChunkSize ? kv.Value : null,
+                    kv.Value.Length > Region.ChunkSize ? _ => Task.FromResult<Stream>(new MemoryStream(kv.Value)) : null))],
+                [new($"msg_{id}", "op_app", $"hello {i}", now, now + 3_600_000)]);
+            await r.ImportUserAsync(pkg, UserStates.Active, "seed");
+            list.Add(new Seeded(id, country, items));
+        }
+        return list;
+    }
+
+    static async Task AssertHolds(Region r, Seeded u)
+    {
+        Assert.Equal(UserStates.Active, (await r.GetAccountAsync(u.UserId))!.State);
+        foreach (var ((svc, coll, key), body) in u.Items)
+        {
+            await using var got = await r.GetAsync(u.UserId, svc, coll, key);
+            Assert.Equal(body, await Bytes.ReadAllAsync(got.Content));
+        }
+    }
+
+    static async Task AssertNothingLeftAt(Region r, string userId)
+    {
+        foreach (var table in new[] { "users WHERE id", "items WHERE user_id", "data_keys WHERE user_id", "messages WHERE user_id", "consents WHERE user_id", "consent_state WHERE user_id" })
+            Assert.Equal(0, await RawSql.CountAsync(r.Config.Store, $"SELECT COUNT(*) FROM {table} = '{userId}'"));
+    }
+
+    [Fact]
+    public async Task A_jurisdiction_moves_verified_and_leaves_nothing_behind()
+    {
+        await using var d = await Deploy();
+        var indians = await SeedAsync(d, "IN", 6, withBlob: true);
+        var chinese = await SeedAsync(d, "CN", 2);
+        var before = await Residency.ReportAsync(d.Deployment);
+        Assert.Equal(6, before.ViolationCount);
+        Assert.Equal(indians.Select(u => u.UserId).Order(), before.Violations.Select(v => v.UserId).Order());
+        Assert.All(before.Violations, v => Assert.Equal(("IN", "cn-beijing"), (v.Jurisdiction, v.Region)));
+        Assert.Equal(6, before.Regions.Single(r => r.Id == "cn-beijing").Jurisdictions["IN"].Users);
+
+        var migrator = new Migrator(d.Deployment);
+        var plan = await migrator.PlanAsync(new MigrationRequest("IN", null, "in-mumbai"));
+        Assert.Equal(6, plan.Users.Count);
+        var id = await migrator.StartAsync(new MigrationRequest("IN", null, "in-mumbai"));
+        var result = await migrator.Run(id);
+        Assert.Equal(("done", 6L, 6L, 0L), (result.State, result.Done, result.Total, result.Failed));
+        Assert.Equal(indians.Sum(u => u.Items.Count), result.Items);
+        Assert.Equal(indians.Sum(u => u.Items.Values.Sum(b => (long)b.Length)), result.Bytes);
+
+        var after = await Residency.ReportAsync(d.Deployment);
+        Assert.Equal(0, after.ViolationCount);
+        Assert.Equal(6, after.Regions.Single(r => r.Id == "in-mumbai").Jurisdictions["IN"].Users);
+        foreach (var u in indians)
+        {
+            await AssertHolds(d["in-mumbai"], u);
+            await AssertNothingLeftAt(d["cn-beijing"], u.UserId);
+            Assert.Equal("in-mumbai", await d["cn-beijing"].DirectoryAsync(u.UserId));
+            Assert.Single(await d["in-mumbai"].ReceiveMessagesAsync(u.UserId, TimeSpan.Zero));
+            Assert.Equal(2, (await d["in-mumbai"].ConsentHistoryAsync(u.UserId)).Count);
+        }
+        foreach (var u in chinese) await AssertHolds(d["cn-beijing"], u);
+        Assert.Equal(0, await RawSql.CountAsync(d["cn-beijing"].Config.Store, "SELECT COUNT(*) FROM blob_chunks"));
+        Assert.True((await d["cn-beijing"].VerifyAuditAsync()).Ok);
+        Assert.True((await d["in-mumbai"].VerifyAuditAsync()).Ok);
+
+        // The certificate verifies against the destination's public key and states what moved.
+        var jwk = d["in-mumbai"].PublicJwk();
+        using var key = Jws.FromJwk(jwk)!;
+        Assert.True(Jws.TryVerify(result.Certificate!, _ => key, out var claims));
+        Assert.Equal((6L, true, true), ((long)claims!["users"]!, (bool)claims["verified"]!, (bool)claims["source_keys_destroyed"]!));
+        var ledger = new List<string>();
+        await foreach (var row in d["in-mumbai"].ReadAuditAsync()) ledger.Add(row.Action);
+        Assert.Equal(6, ledger.Count(a => a == "migration.switch"));
+    }
+
+    [Theory]
+    [InlineData("copied")]
+    [InlineData("fenced")]
+    [InlineData("verified")]
+    [InlineData("switched")]
+    [InlineData("purged")]
+    public async Task A_crash_at_any_step_boundary_resumes_to_the_same_end(string crashAt)
+    {
+        await using var d = await Deploy();
+        var indians = await SeedAsync(d, "IN", 3, withBlob: true);
+        var crashed = 0;
+        var options = new MigrationOptions
+        {
+            Parallelism = 1,
+            AtStep = (step, _) => step == crashAt && Interlocked.Exchange(ref crashed, 1) == 0 ? throw new IOException($"simulated crash after {step}") : Task.CompletedTask,
+        };
+        var first = new Migrator(d.Deployment, options);
+        var id = await first.StartAsync(new MigrationRequest("IN", null, "in-mumbai"));
+        await Assert.ThrowsAsync<IOException>(() => first.Run(id));
+
+        // A fresh process: a new migrator finds the job in the destination and resumes it.
+        var second = new Migrator(d.Deployment);
+        await second.ResumeAllAsync();
+        var state = await second.Run(id);
+        Assert.Equal(("done", 3L, 0L), (state.State, state.Done, state.Failed));
+        foreach (var u in indians)
+        {
+            await AssertHolds(d["in-mumbai"], u);
+            await AssertNothingLeftAt(d["cn-beijing"], u.UserId);
+            var changes = await d["in-mumbai"].ChangesAsync(u.UserId, null);
+            Assert.Equal(u.Items.Count, changes.Changes.Count); // no duplicates
+        }
+        Assert.Equal(0, (await Residency.ReportAsync(d.Deployment)).ViolationCount);
+        var orphaned = await RawSql.CountAsync(d["in-mumbai"].Config.Store, "SELECT COUNT(*) FROM blob_chunks WHERE blob_id NOT IN (SELECT blob_id FROM items WHERE blob_id IS NOT NULL)");
+        Assert.True(orphaned <= 6, "an interrupted blob copy leaves at most its own chunks for the orphan sweep");
+    }
+
+    [Fact]
+    public async Task Writers_keep_writing_through_the_migration_and_no_acknowledged_write_is_lost()
+    {
+        await using var d = await Deploy();
+        var indians = await SeedAsync(d, "IN", 4);
+        var acknowledged = new ConcurrentDictionary<(string User, string Key), string>();
+        using var stop = new CancellationTokenSource();
+        var fencedRefusals = 0;
+        async Task Writer(Seeded u)
+        {
+            for (var n = 0; !stop.IsCancellationRequested; n++)
+            {
+                var key = $"live-{n % 7}";
+                var value = $"{u.UserId}:{n}";
+                var home = d.Deployment.Regions.Values.FirstOrDefault(r => r.GetAccountAsync(u.UserId).Result is { State: UserStates.Active or UserStates.Fenced });
+                if (home is null)
+                {
+                    await Task.Delay(5); // the instant of the switch: neither region is home
+                    continue;
+                }
+                try
+                {
+                    await home.PutAsync(u.UserId, "cloud-sync", "live", key, "text/plain", Bytes.Stream(value));
+                    acknowledged[(u.UserId, key)] = value;
+                }
+                catch (DomicileException e) when (e.Code is "unavailable" or "moved" or "not_found")
+                {
+                    if (e.Code == "unavailable") Interlocked.Increment(ref fencedRefusals);
+                    await Task.Delay(5);
+                }
+            }
+        }
+        var writers = indians.Select(u => Task.Run(() => Writer(u))).ToList();
+        await Task.Delay(200);
+        var migrator = new Migrator(d.Deployment, new MigrationOptions { Parallelism = 2 });
+        var state = await migrator.Run(await migrator.StartAsync(new MigrationRequest("IN", null, "in-mumbai")));
+        await Task.Delay(200);
+        stop.Cancel();
+        await Task.WhenAll(writers);
+        Assert.Equal(("done", 0L), (state.State, state.Failed));
+        Assert.NotEmpty(acknowledged);
+        foreach (var ((user, key), value) in acknowledged)
+        {
+            await using var got = await d["in-mumbai"].GetAsync(user, "cloud-sync", "live", key);
+            Assert.Equal(value, await Bytes.TextAsync(got.Content));
+        }
+        foreach (var u in indians) await AssertNothingLeftAt(d["cn-beijing"], u.UserId);
+    }
+
+    [Fact]
+    public async Task A_corrupted_copy_is_caught_and_nothing_is_switched()
+    {
+        await using var d = await Deploy();
+        var indians = await SeedAsync(d, "IN", 2);
+        var victim = indians[0].UserId;
+        var options = new MigrationOptions
+        {
+            Parallelism = 1,
+            AtStep = async (step, user) =>
+            {
+                if (step != "fenced" || user != victim) return;
+                var store = d["in-mumbai"].Config.Store;
+                var content = await RawSql.BytesAsync(store, $"SELECT content FROM items WHERE user_id = '{victim}' AND content IS NOT NULL ORDER BY version LIMIT 1");
+                content[^1] ^= 0x40;
+                await RawSql.ExecAsync(store, $"UPDATE items SET content = @c WHERE user_id = '{victim}' AND version = (SELECT MIN(version) FROM items WHERE user_id = '{victim}')", ("c", content));
+            },
+        };
+        var migrator = new Migrator(d.Deployment, options);
+        var state = await migrator.Run(await migrator.StartAsync(new MigrationRequest("IN", null, "in-mumbai")));
+        Assert.Equal((1L, 2L), (state.Failed, state.Done));
+        Assert.False(state.Verified);
+        await AssertHolds(d["cn-beijing"], indians[0]); // still home at the source, writable again
+        await d["cn-beijing"].PutAsync(victim, "cloud-sync", "notes", "after", null, Bytes.Stream("still writable"));
+        await AssertNothingLeftAt(d["in-mumbai"], victim);
+        await AssertHolds(d["in-mumbai"], indians[1]);
+        var report = await Residency.ReportAsync(d.Deployment);
+        Assert.Equal(victim, Assert.Single(report.Violations).UserId);
+    }
+
+    [Fact]
+    public async Task Plans_refuse_destinations_the_policy_forbids()
+    {
+        await using var d = await Deploy();
+        await SeedAsync(d, "IN", 1);
+        var migrator = new Migrator(d.Deployment);
+        var e = await Assert.ThrowsAsync<DomicileException>(() => migrator.PlanAsync(new MigrationRequest("IN", null, "sg-singapore")));
+        Assert.Equal("residency_violation", e.Code);
+        Assert.Equal("invalid_request", (await Assert.ThrowsAsync<DomicileException>(() => migrator.PlanAsync(new MigrationRequest("IN", "u", "in-mumbai")))).Code);
+        Assert.Empty((await migrator.PlanAsync(new MigrationRequest("FR", null, "sg-singapore"))).Users);
+    }
+}
+
+public sealed class SqliteMigrationContract() : MigrationContract(Engines.Sqlite);
+
+public sealed class PostgresMigrationContract() : MigrationContract(Engines.Postgres);
+
+/// <summary>From a SQLite region to a PostgreSQL one: the stores are independent.</summary>
+public sealed class CrossEngineMigrationContract() : MigrationContract(Engines.Sqlite, region => region == "in-mumbai" ? Engines.Postgres : Engines.Sqlite);
