@@ -29,6 +29,7 @@ public static class Cli
         root.Subcommands.Add(ServeCommand.Create(output));
         foreach (var c in OpsCommands.Create(output)) root.Subcommands.Add(c);
         root.Subcommands.Add(DemoCommand.Create(output));
+        root.Subcommands.Add(MigrateCommand.Create(output));
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

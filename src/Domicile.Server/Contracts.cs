@@ -38,6 +38,11 @@ public sealed record AccessLog(IReadOnlyList<AccessLogEntry> Entries);
 public sealed record ServiceSweepResult(long Messages, long Items, long WithdrawnUsers);
 public sealed record RegionSweepResult(string Id, IReadOnlyDictionary<string, ServiceSweepResult> Services, long OrphanChunks);
 public sealed record RetentionRunResponse(IReadOnlyList<RegionSweepResult> Regions);
+public sealed record MigrationRequestBody(string? Jurisdiction, string? UserId, string? To, bool? DryRun);
+public sealed record PlannedUser(string UserId, string From);
+public sealed record MigrationPlanResponse(string To, long Total, IReadOnlyList<PlannedUser> Users);
+public sealed record MigrationResponse(string Id, string State, long Done, long Total, long Items, long Bytes, long Failed, long Users, bool Verified, string? Certificate);
+public sealed record MigrationListResponse(IReadOnlyList<MigrationResponse> Migrations);
 public sealed record Jwks(IReadOnlyList<System.Text.Json.Nodes.JsonObject> Keys);
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = JsonIgnoreCondition.Never,
@@ -64,6 +69,10 @@ public sealed record Jwks(IReadOnlyList<System.Text.Json.Nodes.JsonObject> Keys)
 [JsonSerializable(typeof(KeyRotationResponse))]
 [JsonSerializable(typeof(ResidencyReport))]
 [JsonSerializable(typeof(Jwks))]
+[JsonSerializable(typeof(MigrationRequestBody))]
+[JsonSerializable(typeof(MigrationPlanResponse))]
+[JsonSerializable(typeof(MigrationResponse))]
+[JsonSerializable(typeof(MigrationListResponse))]
 [JsonSerializable(typeof(SendMessageRequest))]
 [JsonSerializable(typeof(MessageSent))]
 [JsonSerializable(typeof(MessageList))]

@@ -12,6 +12,9 @@ public sealed class ServerOptions
     public string Urls { get; set; } = "http://127.0.0.1:8080";
     public LogLevel LogLevel { get; set; } = LogLevel.Warning;
 
+    /// <summary>The migrator to use (the demo shares its own); a new one by default.</summary>
+    public Migrator? Migrator { get; set; }
+
     /// <summary>Extra logging setup (tests capture the server's log output through this).</summary>
     public Action<ILoggingBuilder>? Logging { get; set; }
 }
@@ -50,6 +53,8 @@ public static class DomicileServer
         builder.Services.AddSingleton(new UserRateLimiter(deployment.Config.Limits.UserRps));
         builder.Services.AddOpenApi();
         builder.Services.AddHostedService<RetentionSweeper>();
+        builder.Services.AddSingleton(options.Migrator ?? new Migrator(deployment));
+        builder.Services.AddHostedService<MigrationResumer>();
 
         var app = builder.Build();
         app.UseExceptionHandler(new ExceptionHandlerOptions { ExceptionHandler = HandleException, SuppressDiagnosticsCallback = _ => true });
@@ -72,6 +77,7 @@ public static class DomicileServer
         app.MapMeApi();
         app.MapSysApi();
         app.MapMessagesApi();
+        app.MapMigrationsApi();
         return app;
     }
 

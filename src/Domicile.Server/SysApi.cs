@@ -63,13 +63,16 @@ public static class SysApi
         return TypedResults.Created($"/v1/sys/operators/{created.Id}", new OperatorCreated(created.Id, created.Name, created.Role, token));
     }
 
-    static async Task<Ok<StatusResponse>> Status(HttpContext context, Deployment deployment)
+    static async Task<Ok<StatusResponse>> Status(HttpContext context, Deployment deployment, Migrator migrator)
     {
         await Require(context, Roles.Admin, Roles.Auditor, Roles.Support);
         var regions = new List<RegionStatus>();
         foreach (var r in deployment.Regions.Values)
             regions.Add(new RegionStatus(r.Id, r.IsSealed, await r.CountUsersAsync(context.RequestAborted)));
-        return TypedResults.Ok(new StatusResponse(regions, []));
+        var migrations = (await migrator.ListAsync(context.RequestAborted))
+            .Select(m => MigrationsApi.ToResponse(m, migrator))
+            .Select(m => new MigrationStatus(m.Id, m.State, m.Done, m.Total)).ToList();
+        return TypedResults.Ok(new StatusResponse(regions, migrations));
     }
 
     static async Task<Ok<ResidencyReport>> ResidencyReport(HttpContext context, Deployment deployment)

@@ -263,8 +263,15 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     {
         var text = (details ?? []).ToJsonString();
         var at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        // The journal line and its audit entry commit together, in both regions.
         foreach (var r in new[] { a, b })
-            await r.Store.WriteAsync(async tx => { await tx.JournalAsync(id, user, step, at, text); return 0; });
+            await r.Store.WriteAsync(async tx =>
+            {
+                await tx.JournalAsync(id, user, step, at, text);
+                await Audit.AuditChain.AppendAsync(tx, r.Time.GetUtcNow(), $"migration:{id}", $"migration.{step}", user,
+                    new JsonObject { ["from"] = a.Id, ["to"] = b.Id });
+                return 0;
+            });
         if (_options.AtStep is { } hook) await hook(step, user);
     }
 
