@@ -283,9 +283,14 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             var account = await from.GetAccountAsync(userId);
             if (account is null || account.State == UserStates.Moved)
             {
-                // Switched before a crash that lost the journal line: the destination holds the user.
-                if (await to.GetAccountAsync(userId) is { State: UserStates.Active })
+                // The source gave the user up (only ever after a verified copy) before a crash that
+                // lost the rest of the switch: complete it from the destination's verified copy.
+                if (await to.GetAccountAsync(userId) is { } arrived)
+                {
+                    if (arrived.State != UserStates.Active) await to.SetUserStateAsync(userId, UserStates.Active, actor, "migration.switch", movedTo: to.Id);
+                    await Journal(id, userId, "switched", from, to);
                     return await FinishAsync(id, actor, userId, from, to, await to.DigestUserAsync(userId));
+                }
                 await Journal(id, userId, "failed", from, to, new JsonObject { ["reason"] = "the user no longer exists at the source" });
                 return null;
             }

@@ -30,6 +30,13 @@ public static class Engines
         string extraServices = "", int shares = 5, int threshold = 3, long maxItemBytes = 64L * 1024 * 1024)
     {
         dir ??= TempDir();
+        return ConfigLoader.Parse(Yaml(engine, dir, engineFor, extraServices, shares, threshold, maxItemBytes), dir);
+    }
+
+    /// <summary>The YAML behind <see cref="Config"/>, for a process started from a file.</summary>
+    public static string Yaml(string engine, string dir, Func<string, string>? engineFor = null,
+        string extraServices = "", int shares = 5, int threshold = 3, long maxItemBytes = 64L * 1024 * 1024)
+    {
         string Store(string region) => StoreLine(engineFor?.Invoke(region) ?? engine, dir, region);
         var yaml = $"""
             regions:
@@ -63,6 +70,6 @@ public static class Engines
             custody: {"{"} shares: {shares}, threshold: {threshold} {"}"}
             limits: {"{"} max_item_bytes: {maxItemBytes}, user_rps: 0 {"}"}
             """;
-        return ConfigLoader.Parse(yaml, dir);
+        return yaml;
     }
 }
