@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs what the tests need (PostgreSQL server binaries from Debian), then runs every test.
+# Installs what the tests need (PostgreSQL and Chromium from Debian), then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if ((${#missing[@]})); then
   echo "test.sh: installing ${missing[*]} with apt-get" >&2
   sudo=""

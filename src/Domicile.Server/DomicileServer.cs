@@ -78,6 +78,7 @@ public static class DomicileServer
         app.MapSysApi();
         app.MapMessagesApi();
         app.MapMigrationsApi();
+        app.MapPages();
         return app;
     }
 
