@@ -115,9 +115,9 @@ public sealed partial class Region
     /// also locks the user row, so a migration's fence orders strictly before or after it.
     /// A fenced user's writes are refused with a retry hint; a moved user's point to the new region.
     /// </summary>
-    async Task<long> BeginUserWriteAsync(IStoreTx tx, string userId)
+    async Task<long> BeginUserWriteAsync(IStoreTx tx, string userId, int changes = 1)
     {
-        var (seq, state) = await tx.NextChangeAsync(userId) ?? throw DomicileException.NotFound("no such user in this region");
+        var (seq, state) = await tx.NextChangeAsync(userId, changes) ?? throw DomicileException.NotFound("no such user in this region");
         return state switch
         {
             UserStates.Active => seq,

@@ -76,10 +76,21 @@ public sealed partial class Region
 
     sealed record Head(string Key, string ContentType, string? BlobId, int Chunks, string Digest);
 
-    static byte[] EncodeHead(Head h) => JsonSerializer.SerializeToUtf8Bytes(new JsonObject
+    static byte[] EncodeHead(Head h)
     {
-        ["k"] = h.Key, ["t"] = h.ContentType, ["b"] = h.BlobId, ["n"] = h.Chunks, ["d"] = h.Digest,
-    });
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(128 + h.Key.Length * 3);
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("k", h.Key);
+            w.WriteString("t", h.ContentType);
+            if (h.BlobId is null) w.WriteNull("b"); else w.WriteString("b", h.BlobId);
+            w.WriteNumber("n", h.Chunks);
+            w.WriteString("d", h.Digest);
+            w.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
 
     static Head DecodeHead(byte[] json)
     {
@@ -186,6 +197,59 @@ public sealed partial class Region
             if (!committed && blobId is not null)
                 await Store.WriteAsync(async tx => { await tx.DeleteBlobAsync(blobId); return 0; }, CancellationToken.None);
         }
+    }
+
+    /// <summary>One small item of a batch (contacts, notes): at most one chunk.</summary>
+    public sealed record BatchItem(string Collection, string Key, string? ContentType, byte[] Content);
+
+    /// <summary>
+    /// Writes many small items of one service in one transaction, as a sync client uploads them:
+    /// one consent check, one write lock of the user, one audit entry. All or nothing.
+    /// </summary>
+    public async Task<IReadOnlyList<PutResult>> PutManyAsync(string userId, string service, IReadOnlyList<BatchItem> items, CancellationToken ct = default)
+    {
+        var svc = RequireService(service);
+        if (items.Count is 0 or > 1000) throw DomicileException.Invalid("a batch holds 1 to 1000 items");
+        foreach (var i in items)
+        {
+            ValidatePlace(i.Collection, i.Key);
+            if (i.Content.Length > ChunkSize) throw DomicileException.Invalid($"batched items are at most {ChunkSize} bytes; send larger ones one by one");
+        }
+        using var lease = Lease();
+        var ring = lease.Keys;
+        return await Store.WriteAsync(async tx =>
+        {
+            // One change number per item, reserved at once; the last one is returned.
+            var first = await BeginUserWriteAsync(tx, userId, items.Count) - items.Count + 1;
+            if (!Active(await tx.GetConsentStateAsync(userId, service), svc)) throw ConsentRequired(service);
+            var dek = await DekAsync(ring, tx, userId, service) ?? throw ConsentRequired(service);
+            var indexes = items.Select(i => ring.BlindIndex("item", userId, service, i.Collection, i.Key)).ToList();
+            var existingRows = (await tx.GetItemsAsync(userId, service, items.Select((i, n) => (i.Collection, indexes[n])).ToList()))
+                .ToDictionary(r => Convert.ToHexString(r.KeyIndex));
+            if (indexes.Select(Convert.ToHexString).Distinct().Count() != indexes.Count)
+                throw DomicileException.Invalid("a batch names the same item twice");
+            var results = new List<PutResult>(items.Count);
+            var rows = new List<ItemRow>(items.Count);
+            var now = NowMs;
+            using var sealer = new Sealing.Sealer(dek);
+            for (var n = 0; n < items.Count; n++)
+            {
+                var i = items[n];
+                var version = first + n;
+                var keyIndex = indexes[n];
+                var existing = existingRows.GetValueOrDefault(Convert.ToHexString(keyIndex));
+                var contentType = string.IsNullOrWhiteSpace(i.ContentType) ? "application/octet-stream" : i.ContentType;
+                var digest = Convert.ToHexStringLower(SHA256.HashData(i.Content));
+                var head = sealer.Seal(EncodeHead(new Head(i.Key, contentType, null, 0, digest)), HeadAad(userId, service, i.Collection, keyIndex, version));
+                var content = sealer.Seal(i.Content, ContentAad(userId, service, i.Collection, keyIndex, version));
+                rows.Add(new ItemRow(userId, service, i.Collection, keyIndex, head, content, null, i.Content.Length, version, false, existing?.CreatedAt ?? now, now));
+                if (existing?.BlobId is { } oldBlob) await tx.DeleteBlobAsync(oldBlob);
+                results.Add(new PutResult(existing is null or { Deleted: true }, ETagOf(version), i.Content.Length));
+            }
+            await tx.UpsertItemsAsync(rows);
+            await Audit.AuditChain.AppendAsync(tx, Now, userId, "data.write", userId, new JsonObject { ["service"] = service, ["items"] = items.Count });
+            return results;
+        }, ct);
     }
 
     DomicileException TooLarge() =>

@@ -341,7 +341,8 @@ public sealed partial class Region : IAsyncDisposable
         return dek;
     }
 
-    internal static string NewId(int bytes = 16) => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(bytes));
+    /// <summary>A random lowercase-hex identifier (user ids, blob ids).</summary>
+    public static string NewId(int bytes = 16) => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(bytes));
 
     internal static byte[] Int64Bytes(long v)
     {

@@ -207,6 +207,39 @@ public abstract class RegionContract(string engine)
     }
 
     [Fact]
+    public async Task Batched_writes_are_all_or_nothing_and_behave_like_single_writes()
+    {
+        await using var d = await Deploy();
+        var r = d["in-mumbai"];
+        var u = await d.UserAsync();
+        var batch = Enumerable.Range(0, 120).Select(i => new Region.BatchItem(i % 2 == 0 ? "contacts" : "notes", $"k{i}", "text/plain", Encoding.UTF8.GetBytes($"v{i}"))).ToList();
+        Assert.Equal("consent_required", (await Refused(() => r.PutManyAsync(u.UserId, "cloud-sync", batch))).Code);
+        Assert.Equal(0, await RawSql.CountAsync(r.Config.Store, "SELECT COUNT(*) FROM items"));
+
+        await r.SetConsentAsync(u.UserId, "cloud-sync", true, "test");
+        var single = await r.PutAsync(u.UserId, "cloud-sync", "contacts", "k0", null, Bytes.Stream("old"));
+        var results = await r.PutManyAsync(u.UserId, "cloud-sync", batch);
+        Assert.False(results[0].Created); // k0 existed
+        Assert.All(results.Skip(1), x => Assert.True(x.Created));
+        Assert.Equal(120, results.Select(x => x.ETag).Distinct().Count());
+        Assert.DoesNotContain(single.ETag, results.Select(x => x.ETag));
+        for (var i = 0; i < 120; i += 17)
+        {
+            await using var got = await r.GetAsync(u.UserId, "cloud-sync", i % 2 == 0 ? "contacts" : "notes", $"k{i}");
+            Assert.Equal($"v{i}", await Bytes.TextAsync(got.Content));
+            Assert.Equal(results[i].ETag, got.ETag);
+        }
+        var feed = await r.ChangesAsync(u.UserId, null, 1000);
+        Assert.Equal(120, feed.Changes.Count);
+
+        var duplicate = new List<Region.BatchItem> { new("notes", "same", null, [1]), new("notes", "same", null, [2]) };
+        Assert.Equal("invalid_request", (await Refused(() => r.PutManyAsync(u.UserId, "cloud-sync", duplicate))).Code);
+        var tooBig = new List<Region.BatchItem> { new("notes", "fine", null, [1]), new("notes", "big", null, new byte[Region.ChunkSize + 1]) };
+        Assert.Equal("invalid_request", (await Refused(() => r.PutManyAsync(u.UserId, "cloud-sync", tooBig))).Code);
+        Assert.Equal("not_found", (await Refused(() => r.GetAsync(u.UserId, "cloud-sync", "notes", "fine"))).Code);
+    }
+
+    [Fact]
     public async Task Hostile_keys_are_plain_data()
     {
         await using var d = await Deploy();

@@ -41,7 +41,7 @@ public interface IStoreTx
     Task<long> CountUsersAsync();
     Task SetUserStateAsync(string id, string state);
     /// <summary>Takes the user's next change number; also serialises the user's writes.</summary>
-    Task<(long Seq, string State)?> NextChangeAsync(string userId);
+    Task<(long Seq, string State)?> NextChangeAsync(string userId, int count = 1);
     /// <summary>Raises the user's change number to at least <paramref name="seq"/> (imports keep versions).</summary>
     Task RaiseChangeAsync(string userId, long seq);
     Task UpsertDirectoryAsync(string userId, string region, long at);
@@ -76,7 +76,11 @@ public interface IStoreTx
     Task<IReadOnlyList<(string UserId, string Step, string Details)>> ReadJournalAsync(string migrationId);
 
     Task<ItemRow?> GetItemAsync(string userId, string service, string collection, byte[] keyIndex);
+    /// <summary>Several items of one user and service by blind index, in one statement.</summary>
+    Task<IReadOnlyList<ItemRow>> GetItemsAsync(string userId, string service, IReadOnlyList<(string Collection, byte[] KeyIndex)> places);
     Task UpsertItemAsync(ItemRow row);
+    /// <summary>Many upserts in as few statements as the engine allows.</summary>
+    Task UpsertItemsAsync(IReadOnlyList<ItemRow> rows);
     Task<IReadOnlyList<ItemRow>> ListItemsAsync(string userId, string service, string collection, byte[]? afterKeyIndex, int limit);
     Task<IReadOnlyList<ItemRow>> ChangesAsync(string userId, long sinceVersion, int limit);
     /// <summary>Deletes a user's items of one service (or all services when null) and returns their blob ids.</summary>

@@ -20,6 +20,12 @@ public abstract class SqlRegionStore : IRegionStore
     protected abstract Task<DbTransaction?> BeginReadAsync(DbConnection connection, CancellationToken ct);
     protected abstract Task CreateIfMissingAsync(CancellationToken ct);
 
+    /// <summary>
+    /// Rows per multi-row statement: a server engine saves a round trip per row; in-process
+    /// SQLite is fastest with one prepared single-row statement reused.
+    /// </summary>
+    protected internal virtual int RowsPerStatement => 1;
+
     /// <summary>Suffix that locks a selected row for the rest of a write transaction.</summary>
     protected internal abstract string LockShare { get; }
     protected internal abstract string LockUpdate { get; }
@@ -90,7 +96,8 @@ public abstract class SqlRegionStore : IRegionStore
     {
         await using var c = await OpenAsync(ct);
         await using var tx = await BeginReadAsync(c, ct);
-        return await work(new SqlStoreTx(this, c, tx, write: false));
+        await using var stx = new SqlStoreTx(this, c, tx, write: false);
+        return await work(stx);
     }
 
     public async Task<T> WriteAsync<T>(Func<IStoreTx, Task<T>> work, CancellationToken ct = default)
@@ -102,7 +109,8 @@ public abstract class SqlRegionStore : IRegionStore
                 using var slot = await EnterWriteAsync(ct);
                 await using var c = await OpenAsync(ct);
                 await using var tx = await BeginWriteAsync(c, ct);
-                var result = await work(new SqlStoreTx(this, c, tx, write: true));
+                await using var stx = new SqlStoreTx(this, c, tx, write: true);
+                var result = await work(stx);
                 await tx.CommitAsync(ct);
                 return result;
             }
@@ -205,15 +213,17 @@ public abstract class SqlRegionStore : IRegionStore
     {
         var p = cmd.CreateParameter();
         p.ParameterName = name;
-        p.Value = value switch
-        {
-            null => DBNull.Value,
-            bool b => b ? 1L : 0L,
-            int i => (long)i,
-            _ => value,
-        };
+        p.Value = Normalize(value);
         cmd.Parameters.Add(p);
     }
+
+    internal static object Normalize(object? value) => value switch
+    {
+        null => DBNull.Value,
+        bool b => b ? 1L : 0L,
+        int i => (long)i,
+        _ => value,
+    };
 
     static readonly Dictionary<string, IReadOnlyList<string>> MigrationCache = [];
 

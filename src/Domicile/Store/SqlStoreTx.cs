@@ -2,26 +2,47 @@ using System.Data.Common;
 
 namespace Domicile.Store;
 
-internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, DbTransaction? transaction, bool write) : IStoreTx
+internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, DbTransaction? transaction, bool write) : IStoreTx, IAsyncDisposable
 {
+    // Commands are kept for the length of the transaction: a batch of writes compiles each statement once.
+    readonly Dictionary<string, DbCommand> _commands = new(StringComparer.Ordinal);
+
     DbCommand Command(string sql, params (string Name, object? Value)[] args)
     {
+        if (_commands.TryGetValue(sql, out var cached) && cached.Parameters.Count == args.Length)
+        {
+            for (var i = 0; i < args.Length; i++)
+            {
+                var p = cached.Parameters[i];
+                if (p.ParameterName != args[i].Name) { cached = null; break; }
+                p.Value = SqlRegionStore.Normalize(args[i].Value);
+            }
+            if (cached is not null) return cached;
+        }
         var cmd = connection.CreateCommand();
         cmd.Transaction = transaction;
         cmd.CommandText = sql;
         foreach (var (name, value) in args) SqlRegionStore.AddParameter(cmd, name, value);
+        if (_commands.Remove(sql, out var old)) old.Dispose();
+        _commands[sql] = cmd;
         return cmd;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var cmd in _commands.Values) await cmd.DisposeAsync();
+        _commands.Clear();
     }
 
     async Task<int> Exec(string sql, params (string, object?)[] args)
     {
-        await using var cmd = Command(sql, args);
+        var cmd = Command(sql, args);
         return await cmd.ExecuteNonQueryAsync();
     }
 
     async Task<List<T>> Query<T>(string sql, Func<DbDataReader, T> map, params (string, object?)[] args)
     {
-        await using var cmd = Command(sql, args);
+        var cmd = Command(sql, args);
         await using var r = await cmd.ExecuteReaderAsync();
         var list = new List<T>();
         try
@@ -41,7 +62,7 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     async Task<long> Scalar(string sql, params (string, object?)[] args)
     {
-        await using var cmd = Command(sql, args);
+        var cmd = Command(sql, args);
         var v = await cmd.ExecuteScalarAsync();
         return v is null or DBNull ? 0 : Convert.ToInt64(v, System.Globalization.CultureInfo.InvariantCulture);
     }
@@ -92,9 +113,9 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     public Task SetUserStateAsync(string id, string state) => Exec("UPDATE users SET state = @s WHERE id = @id", ("s", state), ("id", id));
 
-    public async Task<(long Seq, string State)?> NextChangeAsync(string userId)
+    public async Task<(long Seq, string State)?> NextChangeAsync(string userId, int count = 1)
     {
-        var rows = await Query("UPDATE users SET change_seq = change_seq + 1 WHERE id = @id RETURNING change_seq, state", r => (r.GetInt64(0), r.GetString(1)), ("id", userId));
+        var rows = await Query("UPDATE users SET change_seq = change_seq + @n WHERE id = @id RETURNING change_seq, state", r => (r.GetInt64(0), r.GetString(1)), ("id", userId), ("n", count));
         return rows.Count == 0 ? null : rows[0];
     }
 
@@ -210,6 +231,32 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
         One($"SELECT {ItemColumns} FROM items WHERE user_id = @u AND service = @s AND collection = @c AND key_index = @k{Update}",
             MapItem, ("u", userId), ("s", service), ("c", collection), ("k", keyIndex));
 
+    public async Task<IReadOnlyList<ItemRow>> GetItemsAsync(string userId, string service, IReadOnlyList<(string Collection, byte[] KeyIndex)> places)
+    {
+        var found = new List<ItemRow>();
+        var step = store.RowsPerStatement;
+        for (var at = 0; at < places.Count; at += step)
+        {
+            if (step == 1)
+            {
+                // One reused single-row statement: SQLite binds parameters by name in linear time.
+                var (c, k) = places[at];
+                if (await GetItemAsync(userId, service, c, k) is { } one) found.Add(one);
+                continue;
+            }
+            var chunk = places.Skip(at).Take(step).ToList();
+            var args = new List<(string, object?)> { ("u", userId), ("s", service) };
+            for (var n = 0; n < chunk.Count; n++)
+            {
+                args.Add(($"c{n}", chunk[n].Collection));
+                args.Add(($"k{n}", chunk[n].KeyIndex));
+            }
+            var list = string.Join(", ", chunk.Select((_, n) => $"(@c{n}, @k{n})"));
+            found.AddRange(await Query($"SELECT {ItemColumns} FROM items WHERE user_id = @u AND service = @s AND (collection, key_index) IN ({list}){Update}", MapItem, [.. args]));
+        }
+        return found;
+    }
+
     public Task UpsertItemAsync(ItemRow i) =>
         Exec($"""
             INSERT INTO items ({ItemColumns}) VALUES (@u, @s, @c, @k, @h, @ct, @b, @sz, @v, @d, @ca, @ua)
@@ -219,6 +266,34 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
             """,
             ("u", i.UserId), ("s", i.Service), ("c", i.Collection), ("k", i.KeyIndex), ("h", i.Head), ("ct", i.Content),
             ("b", i.BlobId), ("sz", i.Size), ("v", i.Version), ("d", i.Deleted), ("ca", i.CreatedAt), ("ua", i.UpdatedAt));
+
+    public async Task UpsertItemsAsync(IReadOnlyList<ItemRow> rows)
+    {
+        var perStatement = store.RowsPerStatement;
+        if (perStatement == 1)
+        {
+            foreach (var row in rows) await UpsertItemAsync(row);
+            return;
+        }
+        for (var at = 0; at < rows.Count; at += perStatement)
+        {
+            var chunk = rows.Skip(at).Take(perStatement).ToList();
+            var values = string.Join(", ", chunk.Select((_, r) => "(" + string.Join(", ", Enumerable.Range(0, 12).Select(c => $"@p{r}_{c}")) + ")"));
+            var args = new List<(string, object?)>(chunk.Count * 12);
+            for (var r = 0; r < chunk.Count; r++)
+            {
+                var i = chunk[r];
+                object?[] v = [i.UserId, i.Service, i.Collection, i.KeyIndex, i.Head, i.Content, i.BlobId, i.Size, i.Version, i.Deleted, i.CreatedAt, i.UpdatedAt];
+                for (var c = 0; c < 12; c++) args.Add(($"p{r}_{c}", v[c]));
+            }
+            await Exec($"""
+                INSERT INTO items ({ItemColumns}) VALUES {values}
+                ON CONFLICT (user_id, service, collection, key_index) DO UPDATE SET
+                  head = excluded.head, content = excluded.content, blob_id = excluded.blob_id, size = excluded.size,
+                  version = excluded.version, deleted = excluded.deleted, updated_at = excluded.updated_at
+                """, [.. args]);
+        }
+    }
 
     public async Task<IReadOnlyList<ItemRow>> ListItemsAsync(string userId, string service, string collection, byte[]? afterKeyIndex, int limit) =>
         await Query($"""

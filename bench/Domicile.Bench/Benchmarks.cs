@@ -1,0 +1,433 @@
+using System.Data.Common;
+using System.Diagnostics;
+using System.Net;
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+using Domicile.Config;
+using Domicile.Keys;
+using Domicile.Server;
+using Domicile.Store;
+using Domicile.Tests.Support;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Data.Sqlite;
+using Npgsql;
+
+namespace Domicile.Bench;
+
+/// <summary>
+/// SPEC 7: every figure is a ratio against a baseline measured in the same run on the same
+/// machine, after a warm-up, as the median of several rounds.
+/// </summary>
+public sealed class Benchmarks(Sizes sizes, TextWriter log)
+{
+    public IEnumerable<(string Id, Func<Task<JsonObject>> Run)> All() =>
+    [
+        ("P1", P1), ("P2", P2), ("P3", P3), ("P4", P4), ("P5", P5), ("P6", P6),
+    ];
+
+    // ---- helpers ---------------------------------------------------------------------------
+
+    static string TempDir()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"domicile-bench-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
+    static bool PostgresAvailable()
+    {
+        try
+        {
+            _ = PostgresServer.Instance.Port;
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
+    static string Yaml(string dir, Func<string, string> store) => $"""
+        regions:
+          - {"{"} id: cn-beijing, country: CN, store: "{store("cn-beijing")}" {"}"}
+          - {"{"} id: in-mumbai, country: IN, store: "{store("in-mumbai")}" {"}"}
+        jurisdictions:
+          IN: [in-mumbai]
+          "*": [cn-beijing]
+        services:
+          - {"{"} id: cloud-sync, purpose: Back up and sync., version: 1, retention: {"{"} after_withdrawal: 30d {"}"} {"}"}
+          - {"{"} id: cloud-messaging, purpose: Messages., version: 1, retention: {"{"} message_ttl: 28d, after_withdrawal: 0d {"}"} {"}"}
+        custody: {"{"} shares: 3, threshold: 2 {"}"}
+        limits: {"{"} max_item_bytes: 67108864, user_rps: 0 {"}"}
+        """;
+
+    static async Task<Deployment> DeployAsync(string engine, string dir)
+    {
+        string Store(string region) => engine == "sqlite"
+            ? $"sqlite:{Path.Combine(dir, region)}"
+            : "postgres:" + PostgresServer.Instance.NewDatabase("bench_" + region.Replace('-', '_'));
+        var config = ConfigLoader.Parse(Yaml(dir, Store), dir);
+        var d = Deployment.Open(config);
+        await d.InitializeAsync(stayUnsealed: true);
+        return d;
+    }
+
+    /// <summary>Runs one warm-up and then <see cref="Sizes.Rounds"/> rounds; returns the median of the rates.</summary>
+    async Task<double> MedianRate(string what, Func<Task<(long Ops, TimeSpan Time)>> round)
+    {
+        await round();
+        var rates = new List<double>();
+        var cpu = new List<double>();
+        using var me = Process.GetCurrentProcess();
+        for (var i = 0; i < sizes.Rounds; i++)
+        {
+            me.Refresh();
+            var cpu0 = me.TotalProcessorTime;
+            var (ops, time) = await round();
+            me.Refresh();
+            cpu.Add((me.TotalProcessorTime - cpu0).TotalMicroseconds / ops);
+            rates.Add(ops / time.TotalSeconds);
+        }
+        cpu.Sort();
+        log.WriteLine($"  {what}: {cpu[cpu.Count / 2]:N1} µs of this process's CPU per operation");
+        rates.Sort();
+        var median = rates[rates.Count / 2];
+        log.WriteLine($"  {what}: {median:N0}/s (rounds {string.Join(", ", rates.Select(r => r.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)))})");
+        return median;
+    }
+
+    static JsonObject Ratio(double ours, double baseline, JsonObject? extra = null)
+    {
+        var o = new JsonObject { ["ratio"] = Math.Round(ours / baseline, 3), ["ours_per_s"] = Math.Round(ours, 1), ["baseline_per_s"] = Math.Round(baseline, 1) };
+        if (extra is not null) foreach (var (k, v) in extra) o[k] = v?.DeepClone();
+        return o;
+    }
+
+    static async Task<DbConnection> RawConnectionAsync(Region region)
+    {
+        var store = region.Config.Store;
+        DbConnection c = store.Engine == StoreEngine.Sqlite
+            ? new SqliteConnection($"Data Source={Path.Combine(store.Target, "region.db")}")
+            : new NpgsqlConnection(store.Target);
+        await c.OpenAsync();
+        if (c is SqliteConnection)
+        {
+            await using var p = c.CreateCommand();
+            p.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
+            await p.ExecuteNonQueryAsync();
+        }
+        return c;
+    }
+
+    static async Task ExecAsync(DbConnection c, string sql)
+    {
+        await using var cmd = c.CreateCommand();
+        cmd.CommandText = sql;
+        await cmd.ExecuteNonQueryAsync();
+    }
+
+    /// <summary>Plain batched inserts of the same bytes (and the same number of rows) into a plain table.</summary>
+    async Task<double> PlainInsertsAsync(Region region, string valueSql, string what)
+    {
+        await using var c = await RawConnectionAsync(region);
+        var blob = region.Config.Store.Engine == StoreEngine.Sqlite ? "BLOB" : "BYTEA";
+        await ExecAsync(c, $"CREATE TABLE IF NOT EXISTS bench_plain (id TEXT PRIMARY KEY, data {blob} NOT NULL)");
+        var payload = RandomNumberGenerator.GetBytes(1024);
+        return await MedianRate(what, async () =>
+        {
+            var sw = Stopwatch.StartNew();
+            for (var b = 0; b < sizes.BatchesPerRound; b++)
+            {
+                await using var tx = await c.BeginTransactionAsync();
+                await using var cmd = c.CreateCommand();
+                cmd.Transaction = tx;
+                cmd.CommandText = $"INSERT INTO bench_plain (id, data) VALUES (@id, {valueSql})";
+                var id = cmd.CreateParameter(); id.ParameterName = "id"; id.Value = ""; cmd.Parameters.Add(id);
+                var data = cmd.CreateParameter(); data.ParameterName = "d"; data.Value = payload; cmd.Parameters.Add(data);
+                await cmd.PrepareAsync();
+                for (var i = 0; i < sizes.BatchSize; i++)
+                {
+                    id.Value = Guid.NewGuid().ToString("N");
+                    await cmd.ExecuteNonQueryAsync();
+                }
+                await tx.CommitAsync();
+            }
+            return ((long)sizes.BatchesPerRound * sizes.BatchSize, sw.Elapsed);
+        });
+    }
+
+    /// <summary>Vault writes: consent check + encrypt + audit + commit, batched as a sync client uploads.</summary>
+    async Task<double> VaultWritesAsync(Region region, string what)
+    {
+        var user = await region.CreateAccountAsync($"bench-{Guid.NewGuid():N}@example.com", "bench password 1", region.Id == "in-mumbai" ? "IN" : "CN");
+        await region.SetConsentAsync(user.UserId, "cloud-sync", true, "bench");
+        var payload = RandomNumberGenerator.GetBytes(1024);
+        var n = 0;
+        return await MedianRate(what, async () =>
+        {
+            var sw = Stopwatch.StartNew();
+            for (var b = 0; b < sizes.BatchesPerRound; b++)
+            {
+                var batch = Enumerable.Range(0, sizes.BatchSize).Select(_ => new Region.BatchItem("contacts", $"c{n++}", "text/vcard", payload)).ToList();
+                await region.PutManyAsync(user.UserId, "cloud-sync", batch);
+            }
+            return ((long)sizes.BatchesPerRound * sizes.BatchSize, sw.Elapsed);
+        });
+    }
+
+    // ---- P1 ----------------------------------------------------------------------------------
+
+    async Task<JsonObject> P1()
+    {
+        var result = new JsonObject();
+        foreach (var engine in new[] { "sqlite", "postgres" })
+        {
+            if (engine == "postgres" && !PostgresAvailable()) { result[engine] = new JsonObject { ["error"] = "PostgreSQL is not installed here" }; continue; }
+            var dir = TempDir();
+            await using var d = await DeployAsync(engine, dir);
+            var region = d.Region("in-mumbai");
+            var ours = await VaultWritesAsync(region, $"{engine} vault writes");
+            var plain = await PlainInsertsAsync(region, "@d", $"{engine} plain inserts");
+            result[engine] = Ratio(ours, plain);
+        }
+        return result;
+    }
+
+    // ---- P4 ----------------------------------------------------------------------------------
+
+    async Task<JsonObject> P4()
+    {
+        if (!PostgresAvailable()) return new JsonObject { ["error"] = "PostgreSQL is not installed here" };
+        var dir = TempDir();
+        await using var d = await DeployAsync("postgres", dir);
+        var region = d.Region("in-mumbai");
+        await using (var c = await RawConnectionAsync(region)) await ExecAsync(c, "CREATE EXTENSION IF NOT EXISTS pgcrypto");
+        var ours = await VaultWritesAsync(region, "vault writes");
+        var pgcrypto = await PlainInsertsAsync(region, "pgp_sym_encrypt_bytea(@d, 'bench-secret-passphrase')", "pgcrypto pgp_sym_encrypt");
+        return Ratio(ours, pgcrypto);
+    }
+
+    // ---- P2 ----------------------------------------------------------------------------------
+
+    async Task<JsonObject> P2()
+    {
+        var dir = TempDir();
+        await using var d = await DeployAsync("sqlite", dir);
+        var region = d.Region("in-mumbai");
+        var hash = await PasswordHasher.HashAsync("bench password 1");
+        var tokens = new List<string>();
+        var payload = RandomNumberGenerator.GetBytes(1024);
+        for (var i = 0; i < sizes.HttpUsers; i++)
+        {
+            var id = Region.NewId();
+            var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            await region.ImportUserAsync(new UserPackage(id, $"http-{i}@example.in", hash, "IN", now, 1,
+                [new(0, id, "cloud-sync", 1, true, now, "bench")], [new(id, "cloud-sync", 1, true, now)], ["cloud-sync"],
+                [new PackagedItem("cloud-sync", "notes", "item", "application/octet-stream", 1, false, payload.Length, now, now, payload, null)], []), UserStates.Active, "bench");
+            tokens.Add((await region.IssueTokensAsync(id)).AccessToken);
+        }
+        var ours = DomicileServer.Build(d, new ServerOptions { Urls = "http://127.0.0.1:0" });
+        await ours.StartAsync();
+        var bare = WebApplication.CreateSlimBuilder();
+        bare.WebHost.UseUrls("http://127.0.0.1:0");
+        bare.Logging.ClearProviders();
+        var bareApp = bare.Build();
+        bareApp.MapGet("/bare", () => Results.Bytes(payload, "application/octet-stream"));
+        await bareApp.StartAsync();
+        try
+        {
+            var oursUrl = ours.Urls.First() + "/v1/me/data/cloud-sync/notes/item";
+            var bareUrl = bareApp.Urls.First() + "/bare";
+            var (oursRps, oursP99) = await LoadAsync(oursUrl, tokens, "domicile GET 1 KiB");
+            var (bareRps, bareP99) = await LoadAsync(bareUrl, tokens, "bare Kestrel 1 KiB");
+            return Ratio(oursRps, bareRps, new JsonObject { ["p99_ms"] = Math.Round(oursP99, 2), ["baseline_p99_ms"] = Math.Round(bareP99, 2), ["connections"] = sizes.HttpConnections });
+        }
+        finally
+        {
+            await ours.StopAsync();
+            await bareApp.StopAsync();
+        }
+    }
+
+    /// <summary>The same closed-loop load for both endpoints: N connections, each a request at a time.</summary>
+    async Task<(double Rps, double P99Ms)> LoadAsync(string url, IReadOnlyList<string> tokens, string what)
+    {
+        using var handler = new SocketsHttpHandler { MaxConnectionsPerServer = sizes.HttpConnections, PooledConnectionLifetime = TimeSpan.FromMinutes(5) };
+        using var client = new HttpClient(handler);
+        async Task<(long, TimeSpan, List<double>)> Round(TimeSpan duration)
+        {
+            var latencies = new List<double>[sizes.HttpConnections];
+            var until = Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+            long total = 0;
+            var sw = Stopwatch.StartNew();
+            await Task.WhenAll(Enumerable.Range(0, sizes.HttpConnections).Select(async w =>
+            {
+                var mine = latencies[w] = [];
+                var n = w;
+                while (Stopwatch.GetTimestamp() < until)
+                {
+                    using var req = new HttpRequestMessage(HttpMethod.Get, url);
+                    req.Headers.Authorization = new("Bearer", tokens[n++ % tokens.Count]);
+                    var t0 = Stopwatch.GetTimestamp();
+                    using var resp = await client.SendAsync(req);
+                    await resp.Content.ReadAsByteArrayAsync();
+                    if (resp.StatusCode != HttpStatusCode.OK) throw new InvalidOperationException($"{what}: {(int)resp.StatusCode}");
+                    mine.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+                    Interlocked.Increment(ref total);
+                }
+            }));
+            return (total, sw.Elapsed, latencies.SelectMany(l => l).ToList());
+        }
+        await Round(TimeSpan.FromSeconds(1));
+        var rates = new List<(double Rps, double P99)>();
+        for (var i = 0; i < Math.Min(3, sizes.Rounds); i++)
+        {
+            var (n, t, lat) = await Round(sizes.HttpDuration);
+            lat.Sort();
+            rates.Add((n / t.TotalSeconds, lat[(int)(lat.Count * 0.99)]));
+        }
+        rates.Sort((a, b) => a.Rps.CompareTo(b.Rps));
+        var median = rates[rates.Count / 2];
+        log.WriteLine($"  {what}: {median.Rps:N0} req/s, p99 {median.P99:N2} ms");
+        return median;
+    }
+
+    // ---- P3 ----------------------------------------------------------------------------------
+
+    async Task<JsonObject> P3()
+    {
+        var hash = await PasswordHasher.HashAsync("bench password 1");
+        var ours = new List<double>();
+        var plain = new List<double>();
+        for (var round = 0; round < Math.Min(3, sizes.Rounds); round++)
+        {
+            var dir = TempDir();
+            await using var d = await DeployAsync("sqlite", dir);
+            var from = d.Region("cn-beijing");
+            var now = DateTimeOffset.UtcNow;
+            for (var i = 0; i < sizes.MigrationUsers; i++)
+                await from.ImportUserAsync(Demo.DemoSeeder.User(i * 2 + 0, hash, now) with { Country = "IN" }, UserStates.Active, "bench");
+            long items = 0;
+            await from.Store.DumpAsync([("items", ["user_id"])], (_, _) => { items++; return Task.CompletedTask; });
+
+            // Baseline: the same rows copied as they are between the same two stores.
+            var sw = Stopwatch.StartNew();
+            await using (var src = await RawConnectionAsync(from))
+            await using (var dst = await RawConnectionAsync(d.Region("in-mumbai")))
+            {
+                await ExecAsync(dst, "CREATE TABLE IF NOT EXISTS bench_copy (user_id TEXT, service TEXT, collection TEXT, key_index BLOB, head BLOB, content BLOB, PRIMARY KEY (user_id, service, collection, key_index))");
+                await using var read = src.CreateCommand();
+                read.CommandText = "SELECT user_id, service, collection, key_index, head, content FROM items";
+                await using var r = await read.ExecuteReaderAsync();
+                DbTransaction? tx = null;
+                await using var ins = dst.CreateCommand();
+                ins.CommandText = "INSERT INTO bench_copy VALUES (@a, @b, @c, @d, @e, @f)";
+                var ps = "abcdef".Select(ch => { var p = ins.CreateParameter(); p.ParameterName = ch.ToString(); ins.Parameters.Add(p); return p; }).ToArray();
+                var n = 0;
+                while (await r.ReadAsync())
+                {
+                    if (n++ % 500 == 0) { if (tx is not null) await tx.CommitAsync(); tx = await dst.BeginTransactionAsync(); ins.Transaction = tx; }
+                    for (var i = 0; i < 6; i++) ps[i].Value = r.IsDBNull(i) ? DBNull.Value : r.GetValue(i);
+                    await ins.ExecuteNonQueryAsync();
+                }
+                if (tx is not null) await tx.CommitAsync();
+            }
+            plain.Add(items / sw.Elapsed.TotalSeconds);
+
+            sw.Restart();
+            var migrator = new Migrator(d);
+            var state = await migrator.Run(await migrator.StartAsync(new MigrationRequest("IN", null, "in-mumbai")));
+            if (state.Failed > 0 || state.Items != items) throw new InvalidOperationException($"migration moved {state.Items} of {items} items, {state.Failed} failed");
+            ours.Add(items / sw.Elapsed.TotalSeconds);
+            log.WriteLine($"  round {round + 1}: {items} items; migration {ours[^1]:N0}/s, plain copy {plain[^1]:N0}/s");
+        }
+        ours.Sort();
+        plain.Sort();
+        return Ratio(ours[ours.Count / 2], plain[plain.Count / 2], new JsonObject { ["users"] = sizes.MigrationUsers });
+    }
+
+    // ---- P5 ----------------------------------------------------------------------------------
+
+    async Task<JsonObject> P5()
+    {
+        var hash = await PasswordHasher.HashAsync("bench password 1");
+        async Task<double> ThroughputAt(int users)
+        {
+            var dir = TempDir();
+            await using var d = await DeployAsync("sqlite", dir);
+            var region = d.Region("in-mumbai");
+            var payload = RandomNumberGenerator.GetBytes(512);
+            var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            var ids = new string[users];
+            var seeded = 0;
+            var sw = Stopwatch.StartNew();
+            await Parallel.ForEachAsync(Enumerable.Range(0, users), new ParallelOptions { MaxDegreeOfParallelism = 4 }, async (i, ct) =>
+            {
+                var id = ids[i] = Region.NewId();
+                var items = Enumerable.Range(0, sizes.ItemsPerUser)
+                    .Select(k => new PackagedItem("cloud-sync", "contacts", $"c{k}", "text/vcard", k + 1, false, payload.Length, now, now, payload, null)).ToList();
+                await region.ImportUserAsync(new UserPackage(id, $"p5-{i}@example.in", hash, "IN", now, sizes.ItemsPerUser,
+                    [new(0, id, "cloud-sync", 1, true, now, "bench")], [new(id, "cloud-sync", 1, true, now)], ["cloud-sync"], items, []), UserStates.Active, "bench", ct);
+                if (Interlocked.Increment(ref seeded) % 50_000 == 0) log.WriteLine($"  seeded {seeded:N0} users in {sw.Elapsed.TotalSeconds:N0} s");
+            });
+            // Reads and writes of random users, the way devices arrive.
+            var rnd = new Random(5);
+            return await MedianRate($"{users:N0} users, {users * sizes.ItemsPerUser:N0} items: read+write", async () =>
+            {
+                var t = Stopwatch.StartNew();
+                const int ops = 2_000;
+                await Parallel.ForEachAsync(Enumerable.Range(0, ops), new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (n, ct) =>
+                {
+                    var id = ids[rnd.Next(users)];
+                    if (n % 4 == 0)
+                        await region.PutManyAsync(id, "cloud-sync", [new Region.BatchItem("notes", $"n{n % 3}", "text/plain", payload)], ct);
+                    else
+                    {
+                        await using var item = await region.GetAsync(id, "cloud-sync", "contacts", $"c{n % sizes.ItemsPerUser}", ct);
+                        await item.Content.CopyToAsync(Stream.Null, ct);
+                    }
+                });
+                return (ops, t.Elapsed);
+            });
+        }
+        var small = await ThroughputAt(sizes.SmallUsers);
+        var large = await ThroughputAt(sizes.LargeUsers);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        using var me = Process.GetCurrentProcess();
+        me.Refresh();
+        return Ratio(large, small, new JsonObject
+        {
+            ["rss_mb"] = Math.Round(me.WorkingSet64 / 1048576.0, 1),
+            ["large_users"] = sizes.LargeUsers, ["large_items"] = (long)sizes.LargeUsers * sizes.ItemsPerUser, ["small_users"] = sizes.SmallUsers,
+        });
+    }
+
+    // ---- P6 ----------------------------------------------------------------------------------
+
+    async Task<JsonObject> P6()
+    {
+        var dir = TempDir();
+        var config = ConfigLoader.Parse(Yaml(dir, r => $"sqlite:{Path.Combine(dir, r)}"), dir);
+        await using var d = Deployment.Open(config);
+        var shares = (await d.InitializeAsync(stayUnsealed: true))["in-mumbai"];
+        var region = d.Region("in-mumbai");
+        var user = await region.CreateAccountAsync("p6@example.in", "bench password 1", "IN");
+        await region.SetConsentAsync(user.UserId, "cloud-sync", true, "bench");
+        await region.PutAsync(user.UserId, "cloud-sync", "notes", "n", null, new MemoryStream([1, 2, 3]));
+        var times = new List<double>();
+        for (var i = 0; i < sizes.UnsealRounds + 1; i++)
+        {
+            await region.SealAsync("bench");
+            await region.SubmitShareAsync(shares[0]);
+            var sw = Stopwatch.StartNew();
+            await region.SubmitShareAsync(shares[1]);
+            await using var item = await region.GetAsync(user.UserId, "cloud-sync", "notes", "n");
+            await item.Content.CopyToAsync(Stream.Null);
+            if (i > 0) times.Add(sw.Elapsed.TotalSeconds);
+        }
+        times.Sort();
+        log.WriteLine($"  last share to serving: median {times[times.Count / 2] * 1000:N1} ms");
+        return new JsonObject { ["seconds"] = Math.Round(times[times.Count / 2], 4) };
+    }
+}
