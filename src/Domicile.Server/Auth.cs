@@ -14,6 +14,11 @@ public sealed record UserCaller(string UserId, Region Region);
 public sealed class Auth(Deployment deployment, TimeProvider time)
 {
     const string UserKey = "domicile.user", OperatorKey = "domicile.operator";
+    const int VerifiedLimit = 100_000;
+
+    // A token whose signature verified once verifies again: keep (region, subject, expiry) by the
+    // token's SHA-256 so a device's steady stream of requests costs one ECDSA check, not one each.
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, (string Region, string Subject, long Expires)> _verified = new();
 
     public static string? BearerToken(HttpContext context)
     {
@@ -28,6 +33,10 @@ public sealed class Auth(Deployment deployment, TimeProvider time)
     {
         if (context.Items[UserKey] is UserCaller cached) return cached;
         var token = BearerToken(context) ?? throw Unauthenticated("this request needs 'Authorization: Bearer <access token>'; get one from POST /v1/auth/token");
+        var now = time.GetUtcNow().ToUnixTimeSeconds();
+        var cacheKey = Convert.ToBase64String(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(token)));
+        if (_verified.TryGetValue(cacheKey, out var known) && known.Expires > now && deployment.Regions.TryGetValue(known.Region, out var knownRegion) && !knownRegion.IsSealed)
+            return await CallerAsync(context, knownRegion, known.Subject);
         var parts = token.Split('.');
         if (parts.Length != 3) throw Unauthenticated("the bearer token is not an access token");
         string? kid;
@@ -47,12 +56,19 @@ public sealed class Auth(Deployment deployment, TimeProvider time)
         if (region.IsSealed) throw new ProblemException("sealed", $"region '{region.Id}' is sealed; custodians must unseal it before it serves data") { RetryAfter = TimeSpan.FromSeconds(5) };
         if (!Jws.TryVerify(token, k => region.VerificationKey(k), out var claims) || claims is null)
             throw Unauthenticated("the access token's signature does not verify");
-        var now = time.GetUtcNow().ToUnixTimeSeconds();
         if ((string?)claims["typ"] != "access" || (string?)claims["iss"] != Region.Issuer || (string?)claims["region"] != region.Id)
             throw Unauthenticated("the bearer token is not an access token of this service");
         if (claims["exp"] is not { } exp || exp.GetValueKind() != System.Text.Json.JsonValueKind.Number || exp.GetValue<long>() <= now)
             throw Unauthenticated("the access token has expired; use your refresh token at POST /v1/auth/token");
         var sub = (string?)claims["sub"] ?? throw Unauthenticated("the access token names no user");
+        if (_verified.Count >= VerifiedLimit) _verified.Clear();
+        _verified[cacheKey] = (region.Id, sub, exp.GetValue<long>());
+        return await CallerAsync(context, region, sub);
+    }
+
+    /// <summary>The user of a verified token, found in the region that signed it or where they moved.</summary>
+    async Task<UserCaller> CallerAsync(HttpContext context, Region region, string sub)
+    {
         var account = await region.GetAccountAsync(sub, context.RequestAborted);
         if (account is null or { State: UserStates.Moved })
         {

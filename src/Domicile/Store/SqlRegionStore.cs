@@ -94,11 +94,26 @@ public abstract class SqlRegionStore : IRegionStore
 
     public async Task<T> ReadAsync<T>(Func<IStoreTx, Task<T>> work, CancellationToken ct = default)
     {
-        await using var c = await OpenAsync(ct);
-        await using var tx = await BeginReadAsync(c, ct);
-        await using var stx = new SqlStoreTx(this, c, tx, write: false);
-        return await work(stx);
+        var c = await RentAsync(ct);
+        try
+        {
+            await using var tx = await BeginReadAsync(c, ct);
+            await using var stx = new SqlStoreTx(this, c, tx, write: false);
+            return await work(stx);
+        }
+        finally
+        {
+            await ReturnAsync(c);
+        }
     }
+
+    /// <summary>A connection for one read or write; engines that pool themselves just open one.</summary>
+    protected virtual Task<DbConnection> RentAsync(CancellationToken ct) => OpenAsync(ct);
+
+    protected virtual ValueTask ReturnAsync(DbConnection connection) => connection.DisposeAsync();
+
+    /// <summary>Statements kept with a connection across transactions, or null to keep them per transaction.</summary>
+    protected internal virtual Dictionary<string, DbCommand>? CommandCache(DbConnection connection) => null;
 
     public async Task<T> WriteAsync<T>(Func<IStoreTx, Task<T>> work, CancellationToken ct = default)
     {
@@ -107,12 +122,19 @@ public abstract class SqlRegionStore : IRegionStore
             try
             {
                 using var slot = await EnterWriteAsync(ct);
-                await using var c = await OpenAsync(ct);
-                await using var tx = await BeginWriteAsync(c, ct);
-                await using var stx = new SqlStoreTx(this, c, tx, write: true);
-                var result = await work(stx);
-                await tx.CommitAsync(ct);
-                return result;
+                var c = await RentAsync(ct);
+                try
+                {
+                    await using var tx = await BeginWriteAsync(c, ct);
+                    await using var stx = new SqlStoreTx(this, c, tx, write: true);
+                    var result = await work(stx);
+                    await tx.CommitAsync(ct);
+                    return result;
+                }
+                finally
+                {
+                    await ReturnAsync(c);
+                }
             }
             catch (DbException e) when (IsTransient(e) && attempt < 5)
             {

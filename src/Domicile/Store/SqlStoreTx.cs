@@ -4,13 +4,16 @@ namespace Domicile.Store;
 
 internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, DbTransaction? transaction, bool write) : IStoreTx, IAsyncDisposable
 {
-    // Commands are kept for the length of the transaction: a batch of writes compiles each statement once.
-    readonly Dictionary<string, DbCommand> _commands = new(StringComparer.Ordinal);
+    // Compiled statements are reused: kept with the connection where the engine allows it (SQLite),
+    // else for the length of the transaction, so a batch compiles each statement once.
+    readonly Dictionary<string, DbCommand> _commands = store.CommandCache(connection) ?? new(StringComparer.Ordinal);
+    readonly bool _ownsCommands = store.CommandCache(connection) is null;
 
     DbCommand Command(string sql, params (string Name, object? Value)[] args)
     {
         if (_commands.TryGetValue(sql, out var cached) && cached.Parameters.Count == args.Length)
         {
+            cached.Transaction = transaction;
             for (var i = 0; i < args.Length; i++)
             {
                 var p = cached.Parameters[i];
@@ -30,6 +33,7 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     public async ValueTask DisposeAsync()
     {
+        if (!_ownsCommands) return;
         foreach (var cmd in _commands.Values) await cmd.DisposeAsync();
         _commands.Clear();
     }

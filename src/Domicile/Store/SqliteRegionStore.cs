@@ -22,6 +22,8 @@ public sealed class SqliteRegionStore : SqlRegionStore
         }.ToString();
     }
 
+    static readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, object> Configured = new();
+
     public string Folder { get; }
     public override string Engine => "sqlite";
     protected internal override string LockShare => "";
@@ -34,10 +36,15 @@ public sealed class SqliteRegionStore : SqlRegionStore
             throw new StoreException($"the SQLite region folder '{Folder}' does not exist; run 'domicile init' first");
         var c = new SqliteConnection(_connectionString);
         await c.OpenAsync(ct);
-        await using var cmd = c.CreateCommand();
-        // secure_delete overwrites freed pages so deleted ciphertext and indexes do not linger in the file.
-        cmd.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON;";
-        await cmd.ExecuteNonQueryAsync(ct);
+        // Settings live with the physical connection, which the pool hands out again: set them once.
+        if (c.Handle is { } handle && !Configured.TryGetValue(handle, out _))
+        {
+            await using var cmd = c.CreateCommand();
+            // secure_delete overwrites freed pages so deleted ciphertext and indexes do not linger in the file.
+            cmd.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON;";
+            await cmd.ExecuteNonQueryAsync(ct);
+            Configured.AddOrUpdate(handle, handle);
+        }
         return c;
     }
 
@@ -87,10 +94,45 @@ public sealed class SqliteRegionStore : SqlRegionStore
     protected override bool IsTransient(DbException e) => e is SqliteException { SqliteErrorCode: 5 or 6 };
     protected override bool IsUniqueViolation(DbException e) => e is SqliteException { SqliteErrorCode: 19 };
 
-    public override ValueTask DisposeAsync()
+    // Open connections kept with their compiled statements: SQLite compiles a statement per
+    // command object, and the driver's own pool hands out fresh command-less wrappers.
+    readonly System.Collections.Concurrent.ConcurrentBag<SqliteConnection> _idle = [];
+    readonly System.Runtime.CompilerServices.ConditionalWeakTable<DbConnection, Dictionary<string, DbCommand>> _statements = new();
+    const int MaxIdle = 16;
+
+    protected override async Task<DbConnection> RentAsync(CancellationToken ct) =>
+        _idle.TryTake(out var c) ? c : await OpenAsync(ct);
+
+    protected override async ValueTask ReturnAsync(DbConnection connection)
     {
+        if (!_disposed && _idle.Count < MaxIdle && connection.State == System.Data.ConnectionState.Open)
+        {
+            _idle.Add((SqliteConnection)connection);
+            return;
+        }
+        await DisposeConnectionAsync(connection);
+    }
+
+    async ValueTask DisposeConnectionAsync(DbConnection connection)
+    {
+        if (_statements.TryGetValue(connection, out var cache))
+        {
+            foreach (var cmd in cache.Values) await cmd.DisposeAsync();
+            _statements.Remove(connection);
+        }
+        await connection.DisposeAsync();
+    }
+
+    protected internal override Dictionary<string, DbCommand>? CommandCache(DbConnection connection) =>
+        _statements.GetValue(connection, _ => new Dictionary<string, DbCommand>(StringComparer.Ordinal));
+
+    bool _disposed;
+
+    public override async ValueTask DisposeAsync()
+    {
+        _disposed = true;
+        while (_idle.TryTake(out var c)) await DisposeConnectionAsync(c);
         SqliteConnection.ClearAllPools();
         _writer.Dispose();
-        return ValueTask.CompletedTask;
     }
 }
