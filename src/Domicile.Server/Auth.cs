@@ -69,7 +69,7 @@ public sealed class Auth(Deployment deployment, TimeProvider time)
     /// <summary>The user of a verified token, found in the region that signed it or where they moved.</summary>
     async Task<UserCaller> CallerAsync(HttpContext context, Region region, string sub)
     {
-        var account = await region.GetAccountAsync(sub, context.RequestAborted);
+        var account = await region.GetAccountCachedAsync(sub, context.RequestAborted);
         if (account is null or { State: UserStates.Moved })
         {
             // Migrated since the token was issued: serve from the new home when it is here, else say where it is.

@@ -134,6 +134,7 @@ public static class Backup
             "DELETE FROM consent_state WHERE user_id NOT IN (SELECT id FROM users)",
             "DELETE FROM consents WHERE user_id NOT IN (SELECT id FROM users)",
         ], ct);
+        region.ForgetAllAccounts();
         await region.AuditAsync(actor, "backup.restore", region.Id, new JsonObject { ["restored_users"] = restored.Count, ["skipped_users"] = skipped.Count }, ct);
         return new RestoreResult(region.Id, restored.Count, skipped.Count, result);
     }

@@ -93,6 +93,27 @@ public sealed partial class Region
         return u is null ? null : new Account(u.Id, u.Country, Id, u.State);
     }
 
+    // Request authentication asks "does this user live here, in what state" on every call. This
+    // process changes that state only through the methods below, which forget the entry at once;
+    // the short lifetime bounds what another process sharing the store could leave stale.
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, (Account? Account, long Until)> _accounts = new();
+    static readonly TimeSpan AccountCacheLifetime = TimeSpan.FromSeconds(2);
+
+    /// <summary><see cref="GetAccountAsync"/> for the request path, cached briefly.</summary>
+    public async Task<Account?> GetAccountCachedAsync(string userId, CancellationToken ct = default)
+    {
+        var now = Environment.TickCount64;
+        if (_accounts.TryGetValue(userId, out var hit) && hit.Until > now) return hit.Account;
+        var account = await GetAccountAsync(userId, ct);
+        if (_accounts.Count > 200_000) _accounts.Clear();
+        _accounts[userId] = (account, now + (long)AccountCacheLifetime.TotalMilliseconds);
+        return account;
+    }
+
+    internal void ForgetAccount(string userId) => _accounts.TryRemove(userId, out _);
+
+    internal void ForgetAllAccounts() => _accounts.Clear();
+
     /// <summary>The user's login, decrypted (for the user's own export only).</summary>
     public async Task<string?> LoginOfAsync(string userId, CancellationToken ct = default)
     {

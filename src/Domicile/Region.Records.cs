@@ -94,8 +94,26 @@ public sealed partial class Region
 
     static Head DecodeHead(byte[] json)
     {
-        var o = JsonNode.Parse(json)!.AsObject();
-        return new Head(o["k"]!.GetValue<string>(), o["t"]!.GetValue<string>(), o["b"]?.GetValue<string>(), o["n"]!.GetValue<int>(), o["d"]!.GetValue<string>());
+        // A reader, not a DOM: this runs on every read of every item.
+        string? key = null, type = null, blob = null, digest = null;
+        var chunks = 0;
+        var r = new Utf8JsonReader(json);
+        while (r.Read())
+        {
+            if (r.TokenType != JsonTokenType.PropertyName) continue;
+            var name = r.ValueSpan.Length == 1 ? (char)r.ValueSpan[0] : '?';
+            r.Read();
+            switch (name)
+            {
+                case 'k': key = r.GetString(); break;
+                case 't': type = r.GetString(); break;
+                case 'b': blob = r.TokenType == JsonTokenType.Null ? null : r.GetString(); break;
+                case 'n': chunks = r.GetInt32(); break;
+                case 'd': digest = r.GetString(); break;
+            }
+        }
+        if (key is null || type is null || digest is null) throw new TamperedException();
+        return new Head(key, type, blob, chunks, digest);
     }
 
     Head OpenHead(byte[] dek, ItemRow row)
@@ -283,12 +301,13 @@ public sealed partial class Region
                 return (r, r is null or { Deleted: true } ? null : await DekAsync(ring, tx, userId, service));
             }, ct);
             if (row is null or { Deleted: true } || dek is null) throw DomicileException.NotFound("no such item");
-            var head = OpenHead(dek, row);
+            using var sealer = new Sealing.Sealer(dek);
+            var head = DecodeHead(sealer.Open(row.Head, HeadAad(row.UserId, row.Service, row.Collection, row.KeyIndex, row.Version)));
             if (head.Key != key) throw new TamperedException();
             var updated = DateTimeOffset.FromUnixTimeMilliseconds(row.UpdatedAt);
             if (head.BlobId is null)
             {
-                var plain = Sealing.Open(dek, row.Content ?? throw new TamperedException(), ContentAad(userId, service, collection, keyIndex, row.Version));
+                var plain = sealer.Open(row.Content ?? throw new TamperedException(), ContentAad(userId, service, collection, keyIndex, row.Version));
                 if (Convert.ToHexStringLower(SHA256.HashData(plain)) != head.Digest) throw new TamperedException();
                 return new ItemContent(key, head.ContentType, ETagOf(row.Version), row.Size, updated, new MemoryStream(plain, writable: false));
             }

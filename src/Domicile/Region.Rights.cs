@@ -42,6 +42,7 @@ public sealed partial class Region
             return 0;
         }, ct);
         _keys?.ForgetUser(userId);
+        ForgetAccount(userId);
     }
 
     static readonly JsonSerializerOptions ExportJson = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };

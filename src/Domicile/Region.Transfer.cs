@@ -110,6 +110,7 @@ public sealed partial class Region
             if (pending.Count >= 200) { await ImportSmallItemsAsync(ring, userId, pending, ct); pending.Clear(); }
         }
         if (pending.Count > 0) await ImportSmallItemsAsync(ring, userId, pending, ct);
+        ForgetAccount(userId);
 
         await Store.WriteAsync(async tx =>
         {
@@ -230,7 +231,8 @@ public sealed partial class Region
     }
 
     /// <summary>Sets a user's state here (fence, unfence, switch) with an audit entry, after in-flight writes.</summary>
-    internal async Task SetUserStateAsync(string userId, string state, string actor, string action, string? movedTo = null, CancellationToken ct = default) =>
+    internal async Task SetUserStateAsync(string userId, string state, string actor, string action, string? movedTo = null, CancellationToken ct = default)
+    {
         await Store.WriteAsync(async tx =>
         {
             // The row lock orders this after every write of the user that is already in flight.
@@ -240,6 +242,8 @@ public sealed partial class Region
             await AuditChain.AppendAsync(tx, Now, actor, action, userId, movedTo is null ? null : new JsonObject { ["to"] = movedTo });
             return 0;
         }, ct);
+        ForgetAccount(userId);
+    }
 
     /// <summary>Leaves nothing of a moved user here but the directory pointer: keys destroyed first, then rows.</summary>
     internal async Task PurgeMovedUserAsync(string userId, string movedTo, string actor, CancellationToken ct = default)
@@ -252,6 +256,7 @@ public sealed partial class Region
             return 0;
         }, ct);
         _keys?.ForgetUser(userId);
+        ForgetAccount(userId);
     }
 
     /// <summary>Removes a half-copied user after a failed verification (this region was the destination).</summary>
@@ -264,6 +269,7 @@ public sealed partial class Region
             return 0;
         }, ct);
         _keys?.ForgetUser(userId);
+        ForgetAccount(userId);
     }
 
     public Task<string?> DirectoryAsync(string userId, CancellationToken ct = default) => Store.ReadAsync(tx => tx.DirectoryAsync(userId), ct);

@@ -37,6 +37,7 @@ public static class Sealing
     {
         readonly AesGcm _gcm = new(key, TagSize);
         public byte[] Seal(ReadOnlySpan<byte> plaintext, ReadOnlySpan<byte> aad) => Sealing.Seal(_gcm, plaintext, aad);
+        public byte[] Open(ReadOnlySpan<byte> sealedValue, ReadOnlySpan<byte> aad) => Sealing.Open(_gcm, sealedValue, aad);
         public void Dispose() => _gcm.Dispose();
     }
 
@@ -62,8 +63,14 @@ public static class Sealing
     public static byte[] Open(ReadOnlySpan<byte> key, ReadOnlySpan<byte> sealedValue, ReadOnlySpan<byte> aad)
     {
         if (sealedValue.Length < Overhead) throw new TamperedException();
-        var plaintext = new byte[sealedValue.Length - Overhead];
         using var gcm = new AesGcm(key, TagSize);
+        return Open(gcm, sealedValue, aad);
+    }
+
+    static byte[] Open(AesGcm gcm, ReadOnlySpan<byte> sealedValue, ReadOnlySpan<byte> aad)
+    {
+        if (sealedValue.Length < Overhead) throw new TamperedException();
+        var plaintext = new byte[sealedValue.Length - Overhead];
         try
         {
             gcm.Decrypt(sealedValue[..NonceSize], sealedValue.Slice(NonceSize, plaintext.Length), sealedValue[(NonceSize + plaintext.Length)..], plaintext, aad);
