@@ -17,38 +17,11 @@ internal static class DemoCommand
 {
     const string Marker = ".domicile-demo";
 
-    // The demo's policy: India requires localisation; everyone else may stay where they were.
-    const string PolicyYaml = """
-        regions:
-          - id: cn-beijing
-            country: CN
-            store: sqlite:data/cn-beijing
-          - id: in-mumbai
-            country: IN
-            store: sqlite:data/in-mumbai
-          - id: sg-singapore
-            country: SG
-            store: sqlite:data/sg-singapore
-        jurisdictions:
-          IN: [in-mumbai]
-          CN: [cn-beijing]
-          "*": [sg-singapore, cn-beijing]
-        services:
-          - id: cloud-sync
-            purpose: Back up and sync your contacts, notes and photos.
-            version: 1
-            retention: { after_withdrawal: 30d }
-          - id: cloud-messaging
-            purpose: Deliver messages from apps to your devices.
-            version: 1
-            retention: { message_ttl: 28d, after_withdrawal: 0d }
-          - id: find-device
-            purpose: Locate your lost phone.
-            version: 1
-            retention: { max_age: 7d, after_withdrawal: 0d }
-        custody: { shares: 5, threshold: 3 }
-        limits: { max_item_bytes: 67108864, user_rps: 100 }
-        """;
+    // The demo's policy: the spec's demo policy with its data under data/, where India requires
+    // localisation and everyone else may stay where they were.
+    static readonly string PolicyYaml = ConfigLoader.DemoYaml
+        .Replace("store: sqlite:", "store: sqlite:data/", StringComparison.Ordinal)
+        .Replace("\"*\": [sg-singapore]", "\"*\": [sg-singapore, cn-beijing]", StringComparison.Ordinal);
 
     public static Command Create(CliOutput output)
     {

@@ -27,49 +27,24 @@ public static class Engines
 
     /// <summary>The demo policy with every region on <paramref name="engine"/> (or per-region engines).</summary>
     public static DomicileConfig Config(string engine, string? dir = null, Func<string, string>? engineFor = null,
-        string extraServices = "", int shares = 5, int threshold = 3, long maxItemBytes = 64L * 1024 * 1024)
+        int shares = 5, int threshold = 3, long maxItemBytes = 64L * 1024 * 1024)
     {
         dir ??= TempDir();
-        return ConfigLoader.Parse(Yaml(engine, dir, engineFor, extraServices, shares, threshold, maxItemBytes), dir);
+        return ConfigLoader.Parse(Yaml(engine, dir, engineFor, shares, threshold, maxItemBytes), dir);
     }
 
-    /// <summary>The YAML behind <see cref="Config"/>, for a process started from a file.</summary>
+    /// <summary>
+    /// The YAML behind <see cref="Config"/> (for a process started from a file): the spec's demo
+    /// policy with fresh stores, the given custody and item limit, and no rate limit.
+    /// </summary>
     public static string Yaml(string engine, string dir, Func<string, string>? engineFor = null,
-        string extraServices = "", int shares = 5, int threshold = 3, long maxItemBytes = 64L * 1024 * 1024)
+        int shares = 5, int threshold = 3, long maxItemBytes = 64L * 1024 * 1024)
     {
-        string Store(string region) => StoreLine(engineFor?.Invoke(region) ?? engine, dir, region);
-        var yaml = $"""
-            regions:
-              - id: cn-beijing
-                country: CN
-                store: "{Store("cn-beijing")}"
-              - id: in-mumbai
-                country: IN
-                store: "{Store("in-mumbai")}"
-              - id: sg-singapore
-                country: SG
-                store: "{Store("sg-singapore")}"
-            jurisdictions:
-              IN: [in-mumbai]
-              CN: [cn-beijing]
-              "*": [sg-singapore]
-            services:
-              - id: cloud-sync
-                purpose: Back up and sync your contacts, notes and photos.
-                version: 1
-                retention: {"{"} after_withdrawal: 30d {"}"}
-              - id: cloud-messaging
-                purpose: Deliver messages from apps to your devices.
-                version: 1
-                retention: {"{"} message_ttl: 28d, after_withdrawal: 0d {"}"}
-              - id: find-device
-                purpose: Locate your lost phone.
-                version: 1
-                retention: {"{"} max_age: 7d, after_withdrawal: 0d {"}"}
-            {extraServices}
-            custody: {"{"} shares: {shares}, threshold: {threshold} {"}"}
-            limits: {"{"} max_item_bytes: {maxItemBytes}, user_rps: 0 {"}"}
-            """;
+        var yaml = ConfigLoader.DemoYaml
+            .Replace("custody: { shares: 5, threshold: 3 }", $"custody: {{ shares: {shares}, threshold: {threshold} }}", StringComparison.Ordinal)
+            .Replace("limits: { max_item_bytes: 67108864, user_rps: 100 }", $"limits: {{ max_item_bytes: {maxItemBytes}, user_rps: 0 }}", StringComparison.Ordinal);
+        foreach (var region in new[] { "cn-beijing", "in-mumbai", "sg-singapore" })
+            yaml = yaml.Replace($"store: sqlite:{region}", $"store: \"{StoreLine(engineFor?.Invoke(region) ?? engine, dir, region)}\"", StringComparison.Ordinal);
         return yaml;
     }
 }

@@ -13,10 +13,10 @@ public sealed class TestDeployment : IAsyncDisposable
     public Region this[string region] => Deployment.Region(region);
 
     public static async Task<TestDeployment> CreateAsync(string engine, bool unsealed = true, long maxItemBytes = 64L * 1024 * 1024,
-        Func<string, string>? engineFor = null, string extraServices = "", TimeProvider? time = null)
+        Func<string, string>? engineFor = null, TimeProvider? time = null)
     {
         var dir = Engines.TempDir();
-        var config = Engines.Config(engine, dir, engineFor, extraServices, maxItemBytes: maxItemBytes);
+        var config = Engines.Config(engine, dir, engineFor, maxItemBytes: maxItemBytes);
         var deployment = Deployment.Open(config, time: time);
         var shares = await deployment.InitializeAsync(stayUnsealed: unsealed);
         return new TestDeployment { Deployment = deployment, Shares = shares, Dir = dir };
