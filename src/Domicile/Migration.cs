@@ -298,14 +298,16 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             var snapshot = await from.PackageUserAsync(userId);
             await to.ImportUserAsync(snapshot, UserStates.Incoming, actor);
             var catchUp = await from.PackageUserAsync(userId, snapshot.ChangeSeq);
-            await to.ImportUserAsync(catchUp, UserStates.Incoming, actor);
+            // Every write (items, consents, messages) takes a change number: an unchanged number means nothing to copy.
+            if (catchUp.ChangeSeq != snapshot.ChangeSeq) await to.ImportUserAsync(catchUp, UserStates.Incoming, actor);
             await Journal(id, userId, "copied", from, to, new JsonObject { ["seq"] = catchUp.ChangeSeq });
 
             // Fence: from here writes are refused with a retry hint for the few seconds the tail takes.
             await from.SetUserStateAsync(userId, UserStates.Fenced, actor, "migration.fence");
             await Journal(id, userId, "fenced", from, to);
             var tail = await from.PackageUserAsync(userId, catchUp.ChangeSeq);
-            await to.ImportUserAsync(tail, UserStates.Incoming, actor);
+            // The fence itself took a change number; anything beyond it is a write that got in first.
+            if (tail.ChangeSeq > catchUp.ChangeSeq + 1) await to.ImportUserAsync(tail, UserStates.Incoming, actor);
 
             var source = await from.DigestUserAsync(userId);
             UserDigest? copy;
@@ -332,20 +334,21 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             foreach (var other in deployment.Regions.Values.Where(r => r != from && r != to))
                 await other.Store.WriteAsync(async tx => { await tx.UpsertDirectoryAsync(userId, to.Id, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()); return 0; });
             await Journal(id, userId, "switched", from, to);
-            return await FinishAsync(id, actor, userId, from, to, source);
+            return await FinishAsync(id, actor, userId, from, to, source, journaled: true);
         }
         var digest = await to.DigestUserAsync(userId);
         return await FinishAsync(id, actor, userId, from, to, digest);
     }
 
-    async Task<UserDigest> FinishAsync(string id, string actor, string userId, Region from, Region to, UserDigest digest)
+    async Task<UserDigest> FinishAsync(string id, string actor, string userId, Region from, Region to, UserDigest digest, bool journaled = false)
     {
-        await to.Store.WriteAsync(async tx =>
-        {
-            await tx.JournalAsync(id, userId, "verified", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
-                new JsonObject { ["digest"] = digest.Digest, ["items"] = digest.Items, ["bytes"] = digest.Bytes }.ToJsonString());
-            return 0;
-        });
+        if (!journaled)
+            await to.Store.WriteAsync(async tx =>
+            {
+                await tx.JournalAsync(id, userId, "verified", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+                    new JsonObject { ["digest"] = digest.Digest, ["items"] = digest.Items, ["bytes"] = digest.Bytes }.ToJsonString());
+                return 0;
+            });
         await from.PurgeMovedUserAsync(userId, to.Id, actor);
         await Journal(id, userId, "purged", from, to);
         return digest;

@@ -28,7 +28,14 @@ public sealed partial class Region
             if (svc.Id == MessagingService || svc.Retention.MessageTtl is not null)
                 messages = await Store.WriteAsync(tx => tx.DeleteExpiredMessagesAsync(now.ToUnixTimeMilliseconds()), ct);
             if (svc.Retention.MaxAge is { } maxAge)
-                items = await Store.WriteAsync(tx => tx.DeleteItemsOlderThanAsync(svc.Id, now.Subtract(maxAge).ToUnixTimeMilliseconds()), ct);
+                items = await Store.WriteAsync(async tx =>
+                {
+                    var perUser = await tx.DeleteItemsOlderThanAsync(svc.Id, now.Subtract(maxAge).ToUnixTimeMilliseconds());
+                    // Each person sees in their access log that the sweep removed their data.
+                    foreach (var (user, n) in perUser)
+                        await AuditChain.AppendAsync(tx, now, SystemActor, "retention.expired", user, new JsonObject { ["service"] = svc.Id, ["items"] = n });
+                    return perUser.Sum(p => p.Items);
+                }, ct);
             var before = now.Subtract(svc.Retention.AfterWithdrawal).ToUnixTimeMilliseconds();
             while (true)
             {

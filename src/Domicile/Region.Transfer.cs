@@ -39,14 +39,19 @@ public sealed partial class Region
         if (user is null) throw DomicileException.NotFound("no such user in this region");
         var login = await LoginOfAsync(userId, ct) ?? "";
         var items = new List<PackagedItem>();
+        var deks = await Store.ReadAsync(async tx =>
+        {
+            var map = new Dictionary<string, byte[]>();
+            foreach (var s in services) if (await DekAsync(ring, tx, userId, s) is { } k) map[s] = k;
+            return map;
+        }, ct);
         var after = sinceVersion;
         while (true)
         {
             var rows = await Store.ReadAsync(tx => tx.ChangesAsync(userId, after, 500), ct);
             foreach (var r in rows)
             {
-                var dek = await Store.ReadAsync(tx => DekAsync(ring, tx, userId, r.Service), ct);
-                if (dek is null) continue; // the key is gone: so is the data, for good
+                if (!deks.TryGetValue(r.Service, out var dek)) continue; // the key is gone: so is the data, for good
                 var head = OpenHead(dek, r);
                 byte[]? content = null;
                 if (!r.Deleted && head.BlobId is null)
@@ -61,8 +66,7 @@ public sealed partial class Region
         var packaged = new List<PackagedMessage>();
         if (messages.Count > 0)
         {
-            var dek = await Store.ReadAsync(tx => DekAsync(ring, tx, userId, MessagingService), ct);
-            if (dek is not null)
+            if (deks.TryGetValue(MessagingService, out var dek))
                 packaged.AddRange(messages.Select(m => new PackagedMessage(m.Id, m.Sender, Encoding.UTF8.GetString(Sealing.Open(dek, m.Body, MessageAad(userId, m.Id))), m.SentAt, m.ExpiresAt)));
         }
         return new UserPackage(userId, login, user.PasswordHash, user.Country, user.CreatedAt, user.ChangeSeq, ledger, states,

@@ -76,6 +76,8 @@ public abstract class RightsContract(string engine)
         Assert.Equal("not_found", (await Refused(() => r.GetAsync(u.UserId, "find-device", "fixes", "old"))).Code);
         await using (var recent = await r.GetAsync(u.UserId, "find-device", "fixes", "recent")) Assert.Equal("19.08,72.88", await Bytes.TextAsync(recent.Content));
         await using (var note = await r.GetAsync(u.UserId, "cloud-sync", "notes", "old")) Assert.Equal("kept: no max_age", await Bytes.TextAsync(note.Content));
+        var expired = Assert.Single(await r.AccessLogAsync(u.UserId), a => a.Action == "retention.expired");
+        Assert.Equal(("system", 1L), (expired.Actor, (long)expired.Details!["items"]!));
     }
 
     [Fact]

@@ -106,8 +106,8 @@ public interface IStoreTx
     Task<bool> DeleteMessageAsync(string userId, string id);
     Task<long> DeleteExpiredMessagesAsync(long now);
 
-    /// <summary>Deletes a service's items last written before <paramref name="before"/>; returns how many.</summary>
-    Task<long> DeleteItemsOlderThanAsync(string service, long before);
+    /// <summary>Deletes a service's items last written before <paramref name="before"/>; returns how many per user.</summary>
+    Task<IReadOnlyList<(string UserId, long Items)>> DeleteItemsOlderThanAsync(string service, long before);
     /// <summary>Users whose consent to a service was withdrawn before <paramref name="before"/> and whose data key still exists.</summary>
     Task<IReadOnlyList<string>> WithdrawnBeforeAsync(string service, long before, int limit);
     /// <summary>Deletes blob chunks older than <paramref name="before"/> that no item points to (interrupted uploads).</summary>

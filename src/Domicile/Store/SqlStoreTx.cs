@@ -369,11 +369,15 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     public async Task<long> DeleteExpiredMessagesAsync(long now) => await Exec("DELETE FROM messages WHERE expires_at <= @n", ("n", now));
 
-    public async Task<long> DeleteItemsOlderThanAsync(string service, long before)
+    public async Task<IReadOnlyList<(string UserId, long Items)>> DeleteItemsOlderThanAsync(string service, long before)
     {
+        var perUser = await Query("SELECT user_id, COUNT(*) FROM items WHERE service = @s AND updated_at < @b GROUP BY user_id ORDER BY user_id",
+            r => (r.GetString(0), r.GetInt64(1)), ("s", service), ("b", before));
+        if (perUser.Count == 0) return perUser;
         var blobs = await Query("SELECT blob_id FROM items WHERE service = @s AND updated_at < @b AND blob_id IS NOT NULL", r => r.GetString(0), ("s", service), ("b", before));
         foreach (var b in blobs) await DeleteBlobAsync(b);
-        return await Exec("DELETE FROM items WHERE service = @s AND updated_at < @b", ("s", service), ("b", before));
+        await Exec("DELETE FROM items WHERE service = @s AND updated_at < @b", ("s", service), ("b", before));
+        return perUser;
     }
 
     public async Task<IReadOnlyList<string>> WithdrawnBeforeAsync(string service, long before, int limit) =>
