@@ -55,8 +55,14 @@ public static class AccountsApi
                 var account = await region.AuthenticateAsync(login, password, context.RequestAborted);
                 if (account is null)
                 {
-                    // A user not yet migrated to the home the policy names still lives where it was.
-                    foreach (var other in deployment.Regions.Values.Where(r => r != region && !r.IsSealed))
+                    // A person may live in any region the policy allows for their country, not only the
+                    // first; and until a migration moves them, where an older policy put them. Those
+                    // regions are only read (the login's blind index is looked up); tokens are then kept
+                    // where the person's data already is.
+                    var allowed = deployment.Config.AllowedRegions(body.Country!.ToUpperInvariant());
+                    var candidates = deployment.Regions.Values.Where(r => r != region && !r.IsSealed)
+                        .OrderBy(r => allowed.Contains(r.Id) ? 0 : 1);
+                    foreach (var other in candidates)
                         if ((account = await other.AuthenticateAsync(login, password, context.RequestAborted)) is not null) { region = other; break; }
                 }
                 if (account is null) throw new ProblemException("unauthenticated", "the login or the password is wrong");

@@ -92,7 +92,7 @@ public static class DomicileServer
                 break;
             case DomicileException d:
                 await Problems.WriteAsync(context, d.Code, d.Message, region: d.Region,
-                    retryAfter: d.Code == "sealed" ? TimeSpan.FromSeconds(5) : null);
+                    retryAfter: d.Code switch { "sealed" => TimeSpan.FromSeconds(5), "unavailable" => TimeSpan.FromSeconds(1), _ => null });
                 break;
             case Microsoft.AspNetCore.Http.BadHttpRequestException b:
                 await Problems.WriteAsync(context, b.StatusCode == 413 ? "payload_too_large" : "invalid_request",
