@@ -11,6 +11,7 @@ public sealed class ServerOptions
 {
     public string Urls { get; set; } = "http://127.0.0.1:8080";
     public LogLevel LogLevel { get; set; } = LogLevel.Warning;
+    public bool ConsoleLogging { get; set; } = true;
 
     /// <summary>The migrator to use (the demo shares its own); a new one by default.</summary>
     public Migrator? Migrator { get; set; }
@@ -28,7 +29,7 @@ public static class DomicileServer
         builder.WebHost.UseUrls(options.Urls);
         // Request logs would carry item keys and other personal data in their paths: keep them off.
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        if (options.ConsoleLogging) builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
         builder.Logging.SetMinimumLevel(options.LogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         options.Logging?.Invoke(builder.Logging);

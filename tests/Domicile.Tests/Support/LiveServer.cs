@@ -42,6 +42,7 @@ public sealed class LiveServer : IAsyncDisposable
         {
             Urls = "http://127.0.0.1:0",
             LogLevel = LogLevel.Debug,
+            ConsoleLogging = false,
             Logging = b => b.AddProvider(logs),
         });
         await app.StartAsync();

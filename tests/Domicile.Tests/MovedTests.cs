@@ -1,0 +1,70 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using Domicile.Keys;
+using Domicile.Server;
+using Domicile.Tests.Support;
+
+namespace Domicile.Tests;
+
+/// <summary>After a migration, requests aimed at the old region are routed (embedded) or answered `moved` (one region per process).</summary>
+public sealed class MovedTests
+{
+    [Fact]
+    public async Task Stale_tokens_follow_the_user_or_learn_where_they_moved()
+    {
+        await using var s = await LiveServer.StartAsync(Engines.Sqlite);
+        var d = s.Deployment;
+        var hash = await PasswordHasher.HashAsync("moving password");
+        var id = Region.NewId();
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        await d["cn-beijing"].ImportUserAsync(new UserPackage(id, "mover@example.in", hash, "IN", now, 1,
+            [new(0, id, "cloud-sync", 1, true, now, "seed")], [new(id, "cloud-sync", 1, true, now)], ["cloud-sync"],
+            [new PackagedItem("cloud-sync", "notes", "n", "text/plain", 1, false, 5, now, now, "hello"u8.ToArray(), null)], []), UserStates.Active, "seed");
+
+        // Signed in while still in cn-beijing: the token is signed by cn-beijing.
+        var tokens = await LiveServer.Json(await s.Http.PostAsJsonAsync("/v1/auth/token", new { grant_type = "password", login = "mover@example.in", password = "moving password", country = "IN" }));
+        Assert.Equal("cn-beijing", (string?)tokens["region"]);
+        using var device = s.Client((string)tokens["access_token"]!);
+        Assert.Equal("cn-beijing", (string?)(await LiveServer.Json(await device.GetAsync("/v1/me")))["region"]);
+
+        using (var admin = s.Client(s.AdminToken))
+        {
+            var started = await LiveServer.Json(await admin.PostAsJsonAsync("/v1/sys/migrations", new { user_id = id, to = "in-mumbai" }));
+            var migration = (string)started["id"]!;
+            JsonNode state;
+            do
+            {
+                await Task.Delay(50);
+                state = await LiveServer.Json(await admin.GetAsync($"/v1/sys/migrations/{migration}"));
+            } while ((string?)state["state"] != "done");
+            Assert.Equal((1L, 0L), ((long)state["users"]!, (long)state["failed"]!));
+        }
+
+        // Embedded: the same stale token is served from the new home, reads and writes.
+        Assert.Equal("in-mumbai", (string?)(await LiveServer.Json(await device.GetAsync("/v1/me")))["region"]);
+        Assert.Equal("hello", await device.GetStringAsync("/v1/me/data/cloud-sync/notes/n"));
+        (await device.PutAsync("/v1/me/data/cloud-sync/notes/after", new StringContent("written after the move"))).EnsureSuccessStatusCode();
+        await using (var item = await d["in-mumbai"].GetAsync(id, "cloud-sync", "notes", "after"))
+            Assert.Equal("written after the move", await Bytes.TextAsync(item.Content));
+
+        // One region per process: a server holding only cn-beijing answers `moved` and names the region.
+        await using var beijingOnly = Deployment.Open(d.Config, "cn-beijing");
+        foreach (var share in d.Shares["cn-beijing"].Take(3)) await beijingOnly.Region("cn-beijing").SubmitShareAsync(share);
+        var app = DomicileServer.Build(beijingOnly, new ServerOptions { Urls = "http://127.0.0.1:0" });
+        await app.StartAsync();
+        try
+        {
+            using var stale = new HttpClient { BaseAddress = new Uri(app.Urls.First()) };
+            stale.DefaultRequestHeaders.Authorization = new("Bearer", (string)tokens["access_token"]!);
+            var r = await stale.GetAsync("/v1/me");
+            Assert.Equal(HttpStatusCode.Conflict, r.StatusCode);
+            var problem = await LiveServer.Json(r);
+            Assert.Equal(("moved", "in-mumbai"), ((string?)problem["code"], (string?)problem["region"]));
+        }
+        finally
+        {
+            await app.StopAsync();
+        }
+    }
+}
