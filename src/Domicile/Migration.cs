@@ -20,6 +20,9 @@ public sealed record MigrationPlan(string To, IReadOnlyList<(string UserId, stri
 public sealed class MigrationOptions
 {
     public int Parallelism { get; set; } = Math.Max(2, Environment.ProcessorCount * 2);
+
+    /// <summary>Users moved together: their fence, switch, purge and journal lines share transactions.</summary>
+    public int GroupSize { get; set; } = 25;
     public Func<string, string, Task>? AtStep { get; set; }
 }
 
@@ -201,7 +204,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             progress.Total = users.Count;
             await home.Store.WriteAsync(async tx => { await tx.SetMigrationStateAsync(id, Running, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()); return 0; });
 
-            var queue = new ConcurrentQueue<(string UserId, Dictionary<string, string> Steps)>();
+            var pending = new List<(string UserId, Dictionary<string, string> Steps)>();
             foreach (var u in users)
             {
                 if (u.Steps.ContainsKey("purged") || u.Steps.ContainsKey("failed"))
@@ -215,21 +218,29 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
                     if (u.Steps.ContainsKey("failed") && !u.Steps.ContainsKey("purged")) Interlocked.Increment(ref progress.Failed);
                     continue;
                 }
-                queue.Enqueue(u);
+                pending.Add(u);
+            }
+            // Groups of users from one source; a user already switched before a crash finishes on its own.
+            var queue = new ConcurrentQueue<(Region From, List<string> Users, bool Switched)>();
+            foreach (var bySource in pending.GroupBy(u => (From: JsonNode.Parse(u.Steps["planned"])!["from"]!.GetValue<string>(), Switched: u.Steps.ContainsKey("switched"))))
+                foreach (var chunk in bySource.Chunk(bySource.Key.Switched ? 1 : Math.Max(1, _options.GroupSize)))
+                    queue.Enqueue((deployment.Region(bySource.Key.From), chunk.Select(u => u.UserId).ToList(), bySource.Key.Switched));
+            void Count(UserDigest? outcome)
+            {
+                if (outcome is null) Interlocked.Increment(ref progress.Failed);
+                else
+                {
+                    Interlocked.Add(ref progress.Items, outcome.Items);
+                    Interlocked.Add(ref progress.Bytes, outcome.Bytes);
+                }
+                Interlocked.Increment(ref progress.Done);
             }
             var workers = Enumerable.Range(0, _options.Parallelism).Select(_ => Task.Run(async () =>
             {
-                while (queue.TryDequeue(out var u))
+                while (queue.TryDequeue(out var g))
                 {
-                    var from = deployment.Region(JsonNode.Parse(u.Steps["planned"])!["from"]!.GetValue<string>());
-                    var outcome = await MigrateUserAsync(id, actor, u.UserId, from, to, u.Steps.ContainsKey("switched"));
-                    if (outcome is null) Interlocked.Increment(ref progress.Failed);
-                    else
-                    {
-                        Interlocked.Add(ref progress.Items, outcome.Items);
-                        Interlocked.Add(ref progress.Bytes, outcome.Bytes);
-                    }
-                    Interlocked.Increment(ref progress.Done);
+                    if (g.Switched) Count(await MigrateUserAsync(id, actor, g.Users[0], g.From, to, alreadySwitched: true));
+                    else await MigrateGroupAsync(id, actor, g.Users, g.From, to, Count);
                 }
             })).ToList();
             await Task.WhenAll(workers);
@@ -273,6 +284,97 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
                 return 0;
             });
         if (_options.AtStep is { } hook) await hook(step, user);
+    }
+
+    /// <summary>Journals one step for many users: one transaction per region, journal lines and audit entries together.</summary>
+    async Task JournalGroup(string id, IReadOnlyList<string> users, string step, Region a, Region b, Func<string, JsonObject?>? details = null)
+    {
+        if (users.Count == 0) return;
+        var at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        foreach (var r in new[] { a, b })
+            await r.Store.WriteAsync(async tx =>
+            {
+                foreach (var user in users)
+                {
+                    await tx.JournalAsync(id, user, step, at, (details?.Invoke(user) ?? []).ToJsonString());
+                    await Audit.AuditChain.AppendAsync(tx, r.Time.GetUtcNow(), $"migration:{id}", $"migration.{step}", user,
+                        new JsonObject { ["from"] = a.Id, ["to"] = b.Id });
+                }
+                return 0;
+            });
+        if (_options.AtStep is { } hook)
+            foreach (var user in users) await hook(step, user);
+    }
+
+    /// <summary>
+    /// The pipeline for a group of users of one source. Copies and verification are per user; the
+    /// fence, the switch, the purge and every journal step are one transaction for the group, so a
+    /// user is fenced for the time the group's tails and digests take (milliseconds per user).
+    /// </summary>
+    async Task MigrateGroupAsync(string id, string actor, IReadOnlyList<string> group, Region from, Region to, Action<UserDigest?> count)
+    {
+        var normal = new List<string>();
+        var seqs = new Dictionary<string, long>();
+        foreach (var userId in group)
+        {
+            var account = await from.GetAccountAsync(userId);
+            if (account is null || account.State == UserStates.Moved)
+            {
+                count(await MigrateUserAsync(id, actor, userId, from, to, alreadySwitched: false));
+                continue;
+            }
+            var snapshot = await from.PackageUserAsync(userId);
+            await to.ImportUserAsync(snapshot, UserStates.Incoming, actor);
+            var catchUp = await from.PackageUserAsync(userId, snapshot.ChangeSeq);
+            if (catchUp.ChangeSeq != snapshot.ChangeSeq) await to.ImportUserAsync(catchUp, UserStates.Incoming, actor);
+            seqs[userId] = catchUp.ChangeSeq;
+            normal.Add(userId);
+        }
+        if (normal.Count == 0) return;
+        await JournalGroup(id, normal, "copied", from, to, u => new JsonObject { ["seq"] = seqs[u] });
+
+        await from.SetUsersStateAsync(normal, UserStates.Fenced, actor, "migration.fence");
+        await JournalGroup(id, normal, "fenced", from, to);
+        var verified = new List<string>();
+        var digests = new Dictionary<string, UserDigest>();
+        foreach (var userId in normal)
+        {
+            var tail = await from.PackageUserAsync(userId, seqs[userId]);
+            if (tail.ChangeSeq > seqs[userId] + 1) await to.ImportUserAsync(tail, UserStates.Incoming, actor);
+            var source = await from.DigestUserAsync(userId);
+            UserDigest? copy;
+            try
+            {
+                copy = await to.DigestUserAsync(userId);
+            }
+            catch (Keys.TamperedException)
+            {
+                copy = null;
+            }
+            if (copy is null || copy.Digest != source.Digest)
+            {
+                await to.DiscardIncomingUserAsync(userId, actor);
+                await from.SetUserStateAsync(userId, UserStates.Active, actor, "migration.unfence");
+                await Journal(id, userId, "failed", from, to, new JsonObject { ["reason"] = "the copy did not match the source; nothing was switched" });
+                count(null);
+                continue;
+            }
+            digests[userId] = source;
+            verified.Add(userId);
+        }
+        if (verified.Count == 0) return;
+        await JournalGroup(id, verified, "verified", from, to, u => new JsonObject { ["digest"] = digests[u].Digest, ["items"] = digests[u].Items, ["bytes"] = digests[u].Bytes });
+
+        // Switch: the source stops being home first, so there is never a moment with two homes.
+        await from.SetUsersStateAsync(verified, UserStates.Moved, actor, "migration.switch", movedTo: to.Id);
+        await to.SetUsersStateAsync(verified, UserStates.Active, actor, "migration.switch", movedTo: to.Id);
+        foreach (var other in deployment.Regions.Values.Where(r => r != from && r != to))
+            await other.PointDirectoryAsync(verified, to.Id);
+        await JournalGroup(id, verified, "switched", from, to);
+
+        await from.PurgeMovedUsersAsync(verified, to.Id, actor);
+        await JournalGroup(id, verified, "purged", from, to);
+        foreach (var userId in verified) count(digests[userId]);
     }
 
     /// <summary>One user's pipeline. Returns the verified digest, or null when verification failed (nothing switched).</summary>

@@ -85,6 +85,10 @@ public sealed partial class Region
         var ring = lease.Keys;
         var userId = pkg.UserId;
         var loginIndex = ring.BlindIndex("login", pkg.Login);
+        var blobs = pkg.Items.Where(i => i.Open is not null).ToList();
+        var small = pkg.Items.Where(i => i.Open is null).ToList();
+        // A user without blobs (most) arrives in one transaction: account, keys, consents, items, messages.
+        var inOne = blobs.Count == 0 && small.Count <= 500;
         await Store.WriteAsync(async tx =>
         {
             var existing = await tx.GetUserAsync(userId);
@@ -103,51 +107,49 @@ public sealed partial class Region
             await tx.DeleteConsentsAsync(userId);
             foreach (var c in pkg.Ledger) await tx.AppendConsentAsync(c with { UserId = userId });
             foreach (var s in pkg.States) await tx.SetConsentStateAsync(s with { UserId = userId });
-            return 0;
-        }, ct);
-
-        var pending = new List<PackagedItem>();
-        foreach (var item in pkg.Items)
-        {
-            if (item.Open is not null) await ImportBlobItemAsync(ring, userId, item, ct);
-            else pending.Add(item);
-            if (pending.Count >= 200) { await ImportSmallItemsAsync(ring, userId, pending, ct); pending.Clear(); }
-        }
-        if (pending.Count > 0) await ImportSmallItemsAsync(ring, userId, pending, ct);
-        ForgetAccount(userId);
-
-        await Store.WriteAsync(async tx =>
-        {
-            await tx.DeleteMessagesAsync(userId);
-            if (pkg.Messages.Count > 0)
+            if (inOne)
             {
-                var dek = await DekAsync(ring, tx, userId, MessagingService) ?? throw new DomicileException("conflict", "messages arrived without their service key");
-                foreach (var m in pkg.Messages)
-                    await tx.InsertMessageAsync(new MessageRow(m.Id, userId, m.Sender, Sealing.Seal(dek, Encoding.UTF8.GetBytes(m.Body), MessageAad(userId, m.Id)), m.SentAt, m.ExpiresAt));
+                await WriteSmallItemsAsync(ring, tx, userId, small);
+                await WriteMessagesAsync(ring, tx, userId, pkg.Messages);
             }
             return 0;
         }, ct);
+        if (!inOne)
+        {
+            foreach (var item in blobs) await ImportBlobItemAsync(ring, userId, item, ct);
+            foreach (var chunk in small.Chunk(200))
+                await Store.WriteAsync(async tx => { await WriteSmallItemsAsync(ring, tx, userId, chunk); return 0; }, ct);
+            await Store.WriteAsync(async tx => { await WriteMessagesAsync(ring, tx, userId, pkg.Messages); return 0; }, ct);
+        }
+        ForgetAccount(userId);
     }
 
-    async Task ImportSmallItemsAsync(KeyRing ring, string userId, IReadOnlyList<PackagedItem> items, CancellationToken ct) =>
-        await Store.WriteAsync(async tx =>
+    async Task WriteMessagesAsync(KeyRing ring, IStoreTx tx, string userId, IReadOnlyList<PackagedMessage> messages)
+    {
+        await tx.DeleteMessagesAsync(userId);
+        if (messages.Count == 0) return;
+        var dek = await DekAsync(ring, tx, userId, MessagingService) ?? throw new DomicileException("conflict", "messages arrived without their service key");
+        foreach (var m in messages)
+            await tx.InsertMessageAsync(new MessageRow(m.Id, userId, m.Sender, Sealing.Seal(dek, Encoding.UTF8.GetBytes(m.Body), MessageAad(userId, m.Id)), m.SentAt, m.ExpiresAt));
+    }
+
+    async Task WriteSmallItemsAsync(KeyRing ring, IStoreTx tx, string userId, IReadOnlyList<PackagedItem> items)
+    {
+        foreach (var item in items)
         {
-            foreach (var item in items)
-            {
-                var dek = await DekAsync(ring, tx, userId, item.Service) ?? throw new DomicileException("conflict", $"no key for '{item.Service}' at {Id}");
-                var keyIndex = ring.BlindIndex("item", userId, item.Service, item.Collection, item.Key);
-                var content = item.Content ?? [];
-                var digest = item.Deleted ? "" : Convert.ToHexStringLower(SHA256.HashData(content));
-                var head = Sealing.Seal(dek, EncodeHead(new Head(item.Key, item.Deleted ? "" : item.ContentType, null, 0, digest)),
-                    HeadAad(userId, item.Service, item.Collection, keyIndex, item.Version));
-                var sealedContent = item.Deleted ? null : Sealing.Seal(dek, content, ContentAad(userId, item.Service, item.Collection, keyIndex, item.Version));
-                var old = await tx.GetItemAsync(userId, item.Service, item.Collection, keyIndex);
-                await tx.UpsertItemAsync(new ItemRow(userId, item.Service, item.Collection, keyIndex, head, sealedContent, null,
-                    item.Deleted ? 0 : content.Length, item.Version, item.Deleted, item.CreatedAt, item.UpdatedAt));
-                if (old?.BlobId is { } oldBlob) await tx.DeleteBlobAsync(oldBlob);
-            }
-            return 0;
-        }, ct);
+            var dek = await DekAsync(ring, tx, userId, item.Service) ?? throw new DomicileException("conflict", $"no key for '{item.Service}' at {Id}");
+            var keyIndex = ring.BlindIndex("item", userId, item.Service, item.Collection, item.Key);
+            var content = item.Content ?? [];
+            var digest = item.Deleted ? "" : Convert.ToHexStringLower(SHA256.HashData(content));
+            var head = Sealing.Seal(dek, EncodeHead(new Head(item.Key, item.Deleted ? "" : item.ContentType, null, 0, digest)),
+                HeadAad(userId, item.Service, item.Collection, keyIndex, item.Version));
+            var sealedContent = item.Deleted ? null : Sealing.Seal(dek, content, ContentAad(userId, item.Service, item.Collection, keyIndex, item.Version));
+            var old = await tx.GetItemAsync(userId, item.Service, item.Collection, keyIndex);
+            await tx.UpsertItemAsync(new ItemRow(userId, item.Service, item.Collection, keyIndex, head, sealedContent, null,
+                item.Deleted ? 0 : content.Length, item.Version, item.Deleted, item.CreatedAt, item.UpdatedAt));
+            if (old?.BlobId is { } oldBlob) await tx.DeleteBlobAsync(oldBlob);
+        }
+    }
 
     /// <summary>Streams a large item into sealed chunks, then links it; never holds the whole content.</summary>
     async Task ImportBlobItemAsync(KeyRing ring, string userId, PackagedItem item, CancellationToken ct)
@@ -235,32 +237,56 @@ public sealed partial class Region
     }
 
     /// <summary>Sets a user's state here (fence, unfence, switch) with an audit entry, after in-flight writes.</summary>
-    internal async Task SetUserStateAsync(string userId, string state, string actor, string action, string? movedTo = null, CancellationToken ct = default)
+    internal Task SetUserStateAsync(string userId, string state, string actor, string action, string? movedTo = null, CancellationToken ct = default) =>
+        SetUsersStateAsync([userId], state, actor, action, movedTo, ct);
+
+    /// <summary>The same for many users in one transaction (a migration moves users in groups).</summary>
+    internal async Task SetUsersStateAsync(IReadOnlyList<string> userIds, string state, string actor, string action, string? movedTo = null, CancellationToken ct = default)
     {
         await Store.WriteAsync(async tx =>
         {
-            // The row lock orders this after every write of the user that is already in flight.
-            await tx.NextChangeAsync(userId);
-            await tx.SetUserStateAsync(userId, state);
-            if (movedTo is not null) await tx.UpsertDirectoryAsync(userId, movedTo, NowMs);
-            await AuditChain.AppendAsync(tx, Now, actor, action, userId, movedTo is null ? null : new JsonObject { ["to"] = movedTo });
+            foreach (var userId in userIds)
+            {
+                // The row lock orders this after every write of the user that is already in flight.
+                await tx.NextChangeAsync(userId);
+                await tx.SetUserStateAsync(userId, state);
+                if (movedTo is not null) await tx.UpsertDirectoryAsync(userId, movedTo, NowMs);
+                await AuditChain.AppendAsync(tx, Now, actor, action, userId, movedTo is null ? null : new JsonObject { ["to"] = movedTo });
+            }
             return 0;
         }, ct);
-        ForgetAccount(userId);
+        foreach (var userId in userIds) ForgetAccount(userId);
     }
 
+    /// <summary>Points the directory of this region at the users' new home.</summary>
+    internal Task PointDirectoryAsync(IReadOnlyList<string> userIds, string region, CancellationToken ct = default) =>
+        Store.WriteAsync(async tx =>
+        {
+            foreach (var userId in userIds) await tx.UpsertDirectoryAsync(userId, region, NowMs);
+            return 0;
+        }, ct);
+
     /// <summary>Leaves nothing of a moved user here but the directory pointer: keys destroyed first, then rows.</summary>
-    internal async Task PurgeMovedUserAsync(string userId, string movedTo, string actor, CancellationToken ct = default)
+    internal Task PurgeMovedUserAsync(string userId, string movedTo, string actor, CancellationToken ct = default) =>
+        PurgeMovedUsersAsync([userId], movedTo, actor, ct);
+
+    internal async Task PurgeMovedUsersAsync(IReadOnlyList<string> userIds, string movedTo, string actor, CancellationToken ct = default)
     {
         await Store.WriteAsync(async tx =>
         {
-            if (await tx.GetUserAsync(userId) is not null) await tx.EraseUserAsync(userId);
-            await tx.UpsertDirectoryAsync(userId, movedTo, NowMs);
-            await AuditChain.AppendAsync(tx, Now, actor, "migration.purge", userId, new JsonObject { ["to"] = movedTo, ["source_keys_destroyed"] = true });
+            foreach (var userId in userIds)
+            {
+                if (await tx.GetUserAsync(userId) is not null) await tx.EraseUserAsync(userId);
+                await tx.UpsertDirectoryAsync(userId, movedTo, NowMs);
+                await AuditChain.AppendAsync(tx, Now, actor, "migration.purge", userId, new JsonObject { ["to"] = movedTo, ["source_keys_destroyed"] = true });
+            }
             return 0;
         }, ct);
-        _keys?.ForgetUser(userId);
-        ForgetAccount(userId);
+        foreach (var userId in userIds)
+        {
+            _keys?.ForgetUser(userId);
+            ForgetAccount(userId);
+        }
     }
 
     /// <summary>Removes a half-copied user after a failed verification (this region was the destination).</summary>
