@@ -18,6 +18,7 @@ public sealed class PostgresRegionStore : SqlRegionStore
 
     public override string Engine => "postgres";
     protected internal override int RowsPerStatement => 50;
+    protected internal override bool PositionalParameters => true;
     protected internal override string LockShare => " FOR SHARE";
     protected internal override string LockUpdate => " FOR UPDATE";
     protected internal override string? AuditLockSql => "SELECT pg_advisory_xact_lock(730155)";

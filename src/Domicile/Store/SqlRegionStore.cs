@@ -26,6 +26,28 @@ public abstract class SqlRegionStore : IRegionStore
     /// </summary>
     protected internal virtual int RowsPerStatement => 1;
 
+    /// <summary>
+    /// PostgreSQL takes $1, $2… natively; named @parameters make the driver rewrite every
+    /// statement on every execution.
+    /// </summary>
+    protected internal virtual bool PositionalParameters => false;
+
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> PositionalSql = new();
+
+    /// <summary>Rewrites @name placeholders to $n, numbered by the order of <paramref name="names"/>.</summary>
+    internal static string ToPositional(string sql, string[] names)
+    {
+        var key = sql + "\n" + string.Join(',', names);
+        return PositionalSql.GetOrAdd(key, _ =>
+        {
+            var index = new Dictionary<string, int>(StringComparer.Ordinal);
+            for (var i = 0; i < names.Length; i++) index.TryAdd(names[i], i + 1);
+            return System.Text.RegularExpressions.Regex.Replace(sql, "@([A-Za-z_][A-Za-z0-9_]*)", m =>
+                index.TryGetValue(m.Groups[1].Value, out var n) ? "$" + n.ToString(System.Globalization.CultureInfo.InvariantCulture)
+                : throw new InvalidOperationException($"no value for parameter {m.Value}"));
+        });
+    }
+
     /// <summary>Suffix that locks a selected row for the rest of a write transaction.</summary>
     protected internal abstract string LockShare { get; }
     protected internal abstract string LockUpdate { get; }

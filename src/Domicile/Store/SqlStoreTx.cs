@@ -11,24 +11,39 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     DbCommand Command(string sql, params (string Name, object? Value)[] args)
     {
-        if (_commands.TryGetValue(sql, out var cached) && cached.Parameters.Count == args.Length)
+        var positional = store.PositionalParameters;
+        if (_commands.TryGetValue(sql, out var cached) && cached.Parameters.Count == args.Length
+            && (!positional || SameNames(cached, args)))
         {
             cached.Transaction = transaction;
             for (var i = 0; i < args.Length; i++)
             {
                 var p = cached.Parameters[i];
-                if (p.ParameterName != args[i].Name) { cached = null; break; }
+                if (!positional && p.ParameterName != args[i].Name) { cached = null; break; }
                 p.Value = SqlRegionStore.Normalize(args[i].Value);
             }
             if (cached is not null) return cached;
         }
         var cmd = connection.CreateCommand();
         cmd.Transaction = transaction;
-        cmd.CommandText = sql;
-        foreach (var (name, value) in args) SqlRegionStore.AddParameter(cmd, name, value);
+        var names = args.Select(a => a.Name).ToArray();
+        cmd.CommandText = positional ? SqlRegionStore.ToPositional(sql, names) : sql;
+        foreach (var (name, value) in args) SqlRegionStore.AddParameter(cmd, positional ? "" : name, value);
+        if (positional) _names[cmd] = names;
         if (_commands.Remove(sql, out var old)) old.Dispose();
         _commands[sql] = cmd;
         return cmd;
+    }
+
+    // With positional parameters the names live here, to check a reused command matches its call.
+    readonly Dictionary<DbCommand, string[]> _names = [];
+
+    bool SameNames(DbCommand cmd, (string Name, object? Value)[] args)
+    {
+        if (!_names.TryGetValue(cmd, out var names) || names.Length != args.Length) return false;
+        for (var i = 0; i < names.Length; i++)
+            if (names[i] != args[i].Name) return false;
+        return true;
     }
 
     public async ValueTask DisposeAsync()
@@ -248,15 +263,15 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
                 if (await GetItemAsync(userId, service, c, k) is { } one) found.Add(one);
                 continue;
             }
-            var chunk = places.Skip(at).Take(step).ToList();
-            var args = new List<(string, object?)> { ("u", userId), ("s", service) };
-            for (var n = 0; n < chunk.Count; n++)
+            // One statement per collection: equality on the key's prefix lets the index seek each key.
+            foreach (var byCollection in places.Skip(at).Take(step).GroupBy(p => p.Collection))
             {
-                args.Add(($"c{n}", chunk[n].Collection));
-                args.Add(($"k{n}", chunk[n].KeyIndex));
+                var keys = byCollection.Select(p => p.KeyIndex).ToList();
+                var args = new List<(string, object?)> { ("u", userId), ("s", service), ("c", byCollection.Key) };
+                args.AddRange(keys.Select((k, n) => ($"k{n}", (object?)k)));
+                var list = string.Join(", ", keys.Select((_, n) => $"@k{n}"));
+                found.AddRange(await Query($"SELECT {ItemColumns} FROM items WHERE user_id = @u AND service = @s AND collection = @c AND key_index IN ({list}){Update}", MapItem, [.. args]));
             }
-            var list = string.Join(", ", chunk.Select((_, n) => $"(@c{n}, @k{n})"));
-            found.AddRange(await Query($"SELECT {ItemColumns} FROM items WHERE user_id = @u AND service = @s AND (collection, key_index) IN ({list}){Update}", MapItem, [.. args]));
         }
         return found;
     }
