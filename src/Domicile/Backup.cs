@@ -105,6 +105,11 @@ public static class Backup
                 {
                     case "users":
                         var id = (string)values[0]!;
+                        // A backup taken mid-migration: a fenced user is home again; one half-copied in or
+                        // already moved out lives elsewhere, and is not brought back here.
+                        var state = (string)values[7]!;
+                        if (state is UserStates.Incoming or UserStates.Moved) { skipped.Add(id); continue; }
+                        if (state == UserStates.Fenced) values[7] = UserStates.Active;
                         if (keys.ContainsKey((id, "account"))) restored.Add(id);
                         else { skipped.Add(id); continue; }
                         break;

@@ -22,7 +22,7 @@ public sealed class MigrationOptions
     public int Parallelism { get; set; } = Math.Max(2, Environment.ProcessorCount * 2);
 
     /// <summary>Users moved together: their fence, switch, purge and journal lines share transactions.</summary>
-    public int GroupSize { get; set; } = 25;
+    public int GroupSize { get; set; } = 10;
     public Func<string, string, Task>? AtStep { get; set; }
 }
 
@@ -36,7 +36,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
 {
     public const string Planned = "planned", Running = "running", Done = "done", Failed = "failed";
     readonly MigrationOptions _options = options ?? new MigrationOptions();
-    readonly ConcurrentDictionary<string, Task<MigrationState>> _running = new();
+    readonly ConcurrentDictionary<string, Lazy<Task<MigrationState>>> _running = new();
     readonly ConcurrentDictionary<string, Progress> _progress = new();
 
     sealed class Progress
@@ -110,7 +110,8 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     }
 
     /// <summary>Runs (or joins) the job; safe to call again after a crash.</summary>
-    public Task<MigrationState> Run(string id) => _running.GetOrAdd(id, _ => Task.Run(() => RunAsync(id)));
+    public Task<MigrationState> Run(string id) =>
+        _running.GetOrAdd(id, _ => new Lazy<Task<MigrationState>>(() => Task.Run(() => RunAsync(id)))).Value;
 
     /// <summary>Resumes every unfinished job whose regions are all unsealed.</summary>
     public async Task ResumeAllAsync(CancellationToken ct = default)
@@ -200,7 +201,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             var actor = $"migration:{id}";
             var journal = await home.Store.ReadAsync(tx => tx.ReadJournalAsync(id));
             var users = journal.GroupBy(j => j.UserId).Select(g => (UserId: g.Key, Steps: g.ToDictionary(j => j.Step, j => j.Details))).ToList();
-            var progress = _progress.GetOrAdd(id, _ => new Progress());
+            var progress = _progress[id] = new Progress();
             progress.Total = users.Count;
             await home.Store.WriteAsync(async tx => { await tx.SetMigrationStateAsync(id, Running, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()); return 0; });
 
@@ -240,7 +241,21 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
                 while (queue.TryDequeue(out var g))
                 {
                     if (g.Switched) Count(await MigrateUserAsync(id, actor, g.Users[0], g.From, to, alreadySwitched: true));
-                    else await MigrateGroupAsync(id, actor, g.Users, g.From, to, Count);
+                    else
+                    {
+                        var counted = new HashSet<string>();
+                        try
+                        {
+                            await MigrateGroupAsync(id, actor, g.Users, g.From, to, (u, d) => { counted.Add(u); Count(d); });
+                        }
+                        catch (DomicileException)
+                        {
+                            // A refusal inside the group (a region sealed, an item gone mid-copy): every
+                            // user not yet finished goes through the one-user pipeline, which settles it.
+                            foreach (var u in g.Users.Where(u => !counted.Contains(u)))
+                                Count(await SettleUserAsync(id, actor, u, g.From, to));
+                        }
+                    }
                 }
             })).ToList();
             await Task.WhenAll(workers);
@@ -311,7 +326,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     /// fence, the switch, the purge and every journal step are one transaction for the group, so a
     /// user is fenced for the time the group's tails and digests take (milliseconds per user).
     /// </summary>
-    async Task MigrateGroupAsync(string id, string actor, IReadOnlyList<string> group, Region from, Region to, Action<UserDigest?> count)
+    async Task MigrateGroupAsync(string id, string actor, IReadOnlyList<string> group, Region from, Region to, Action<string, UserDigest?> count)
     {
         var normal = new List<string>();
         var seqs = new Dictionary<string, long>();
@@ -320,10 +335,16 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             var account = await from.GetAccountAsync(userId);
             if (account is null || account.State == UserStates.Moved)
             {
-                count(await MigrateUserAsync(id, actor, userId, from, to, alreadySwitched: false));
+                count(userId, await MigrateUserAsync(id, actor, userId, from, to, alreadySwitched: false));
                 continue;
             }
             var snapshot = await from.PackageUserAsync(userId);
+            if (snapshot.Items.Any(i => i.Open is not null) && group.Count > 1)
+            {
+                // Users with blobs are fenced alone: their digests take longer than a group should wait.
+                count(userId, await MigrateUserAsync(id, actor, userId, from, to, alreadySwitched: false));
+                continue;
+            }
             await to.ImportUserAsync(snapshot, UserStates.Incoming, actor);
             var catchUp = await from.PackageUserAsync(userId, snapshot.ChangeSeq);
             if (catchUp.ChangeSeq != snapshot.ChangeSeq) await to.ImportUserAsync(catchUp, UserStates.Incoming, actor);
@@ -356,7 +377,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
                 await to.DiscardIncomingUserAsync(userId, actor);
                 await from.SetUserStateAsync(userId, UserStates.Active, actor, "migration.unfence");
                 await Journal(id, userId, "failed", from, to, new JsonObject { ["reason"] = "the copy did not match the source; nothing was switched" });
-                count(null);
+                count(userId, null);
                 continue;
             }
             digests[userId] = source;
@@ -374,7 +395,24 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
 
         await from.PurgeMovedUsersAsync(verified, to.Id, actor);
         await JournalGroup(id, verified, "purged", from, to);
-        foreach (var userId in verified) count(digests[userId]);
+        foreach (var userId in verified) count(userId, digests[userId]);
+    }
+
+    /// <summary>After a refusal mid-group: try the user alone; if that is refused too, leave the user home at the source.</summary>
+    async Task<UserDigest?> SettleUserAsync(string id, string actor, string userId, Region from, Region to)
+    {
+        try
+        {
+            return await MigrateUserAsync(id, actor, userId, from, to, alreadySwitched: false);
+        }
+        catch (DomicileException e)
+        {
+            if (await from.GetAccountAsync(userId) is { State: UserStates.Fenced }) await from.SetUserStateAsync(userId, UserStates.Active, actor, "migration.unfence");
+            if (await from.GetAccountAsync(userId) is { State: UserStates.Active } && await to.GetAccountAsync(userId) is { State: UserStates.Incoming })
+                await to.DiscardIncomingUserAsync(userId, actor);
+            await Journal(id, userId, "failed", from, to, new JsonObject { ["reason"] = e.Message });
+            return null;
+        }
     }
 
     /// <summary>One user's pipeline. Returns the verified digest, or null when verification failed (nothing switched).</summary>
@@ -383,16 +421,21 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         if (!alreadySwitched)
         {
             var account = await from.GetAccountAsync(userId);
-            if (account is null || account.State == UserStates.Moved)
+            var arrived = await to.GetAccountAsync(userId);
+            if (account is { State: UserStates.Moved } && arrived is not null)
             {
                 // The source gave the user up (only ever after a verified copy) before a crash that
                 // lost the rest of the switch: complete it from the destination's verified copy.
-                if (await to.GetAccountAsync(userId) is { } arrived)
-                {
-                    if (arrived.State != UserStates.Active) await to.SetUserStateAsync(userId, UserStates.Active, actor, "migration.switch", movedTo: to.Id);
-                    await Journal(id, userId, "switched", from, to);
-                    return await FinishAsync(id, actor, userId, from, to, await to.DigestUserAsync(userId));
-                }
+                if (arrived.State != UserStates.Active) await to.SetUserStateAsync(userId, UserStates.Active, actor, "migration.switch", movedTo: to.Id);
+                foreach (var other in deployment.Regions.Values.Where(r => r != from && r != to))
+                    await other.PointDirectoryAsync([userId], to.Id);
+                await Journal(id, userId, "switched", from, to);
+                return await FinishAsync(id, actor, userId, from, to, await to.DigestUserAsync(userId));
+            }
+            if (account is null || account.State == UserStates.Moved)
+            {
+                // Erased at the source before the switch: a half-made copy must not become a home.
+                if (arrived is { State: UserStates.Incoming }) await to.DiscardIncomingUserAsync(userId, actor);
                 await Journal(id, userId, "failed", from, to, new JsonObject { ["reason"] = "the user no longer exists at the source" });
                 return null;
             }

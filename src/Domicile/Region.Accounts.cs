@@ -104,15 +104,28 @@ public sealed partial class Region
     {
         var now = Environment.TickCount64;
         if (_accounts.TryGetValue(userId, out var hit) && hit.Until > now) return hit.Account;
+        // A change that lands while we read must not be overwritten by what we read before it.
+        var epoch = Interlocked.Read(ref _accountEpoch);
         var account = await GetAccountAsync(userId, ct);
         if (_accounts.Count > 200_000) _accounts.Clear();
-        _accounts[userId] = (account, now + (long)AccountCacheLifetime.TotalMilliseconds);
+        if (Interlocked.Read(ref _accountEpoch) == epoch)
+            _accounts[userId] = (account, now + (long)AccountCacheLifetime.TotalMilliseconds);
         return account;
     }
 
-    internal void ForgetAccount(string userId) => _accounts.TryRemove(userId, out _);
+    long _accountEpoch;
 
-    internal void ForgetAllAccounts() => _accounts.Clear();
+    internal void ForgetAccount(string userId)
+    {
+        Interlocked.Increment(ref _accountEpoch);
+        _accounts.TryRemove(userId, out _);
+    }
+
+    internal void ForgetAllAccounts()
+    {
+        Interlocked.Increment(ref _accountEpoch);
+        _accounts.Clear();
+    }
 
     /// <summary>The user's login, decrypted (for the user's own export only).</summary>
     public async Task<string?> LoginOfAsync(string userId, CancellationToken ct = default)
@@ -138,7 +151,12 @@ public sealed partial class Region
     /// </summary>
     async Task<long> BeginUserWriteAsync(IStoreTx tx, string userId, int changes = 1)
     {
-        var (seq, state) = await tx.NextChangeAsync(userId, changes) ?? throw DomicileException.NotFound("no such user in this region");
+        var next = await tx.NextChangeAsync(userId, changes);
+        if (next is null)
+            throw await tx.DirectoryAsync(userId) is { } home && home != Id
+                ? new DomicileException("moved", "this account now lives in another region") { Region = home }
+                : DomicileException.NotFound("no such user in this region");
+        var (seq, state) = next.Value;
         return state switch
         {
             UserStates.Active => seq,

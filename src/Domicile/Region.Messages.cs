@@ -90,7 +90,11 @@ public sealed partial class Region
     /// <summary>Acknowledges a message: it is deleted.</summary>
     public async Task AcknowledgeAsync(string userId, string messageId, CancellationToken ct = default)
     {
-        var deleted = await Store.WriteAsync(tx => tx.DeleteMessageAsync(userId, messageId), ct);
+        var deleted = await Store.WriteAsync(async tx =>
+        {
+            await BeginUserWriteAsync(tx, userId); // an ack is a write: fenced and moved users are told so
+            return await tx.DeleteMessageAsync(userId, messageId);
+        }, ct);
         if (!deleted) throw DomicileException.NotFound("no such message (already acknowledged or expired)");
     }
 }

@@ -92,6 +92,8 @@ public sealed partial class Region
         await Store.WriteAsync(async tx =>
         {
             var existing = await tx.GetUserAsync(userId);
+            if (existing is not null && existing.State != UserStates.Incoming)
+                throw new DomicileException("conflict", $"the user already lives in region '{Id}'; a copy must not overwrite a home");
             var accountDek = await DekAsync(ring, tx, userId, AccountService);
             var fresh = accountDek is null;
             accountDek ??= await CreateDekAsync(ring, tx, userId, AccountService);

@@ -326,7 +326,8 @@ public sealed partial class Region : IAsyncDisposable
         var row = await tx.GetDekAsync(user, service);
         if (row is null) return null;
         var dek = Sealing.Open(ring.Kek(row.KekVersion), row.Wrapped, DekAad(user, service, row.KekVersion));
-        ring.CacheDek(user, service, dek);
+        // Only committed keys are cached: a key read inside a write may be rolled back with it.
+        if (!tx.Writes) ring.CacheDek(user, service, dek);
         return dek;
     }
 

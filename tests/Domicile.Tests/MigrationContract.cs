@@ -223,6 +223,30 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
     }
 
     [Fact]
+    public async Task A_user_erased_mid_migration_is_not_resurrected_and_the_others_move()
+    {
+        await using var d = await Deploy();
+        var indians = await SeedAsync(d, "IN", 3);
+        var leaver = indians[1].UserId;
+        var options = new MigrationOptions
+        {
+            Parallelism = 1,
+            AtStep = async (step, user) =>
+            {
+                if (step == "copied" && user == leaver && await d["cn-beijing"].GetAccountAsync(leaver) is { State: UserStates.Active })
+                    await d["cn-beijing"].EraseAccountAsync(leaver, leaver);
+            },
+        };
+        var migrator = new Migrator(d.Deployment, options);
+        var state = await migrator.Run(await migrator.StartAsync(new MigrationRequest("IN", null, "in-mumbai")));
+        Assert.Equal(("done", 3L, 1L), (state.State, state.Done, state.Failed));
+        Assert.Null(await d["in-mumbai"].GetAccountAsync(leaver));
+        await AssertNothingLeftAt(d["in-mumbai"], leaver);
+        await AssertNothingLeftAt(d["cn-beijing"], leaver);
+        foreach (var u in indians.Where(u => u.UserId != leaver)) await AssertHolds(d["in-mumbai"], u);
+    }
+
+    [Fact]
     public async Task Plans_refuse_destinations_the_policy_forbids()
     {
         await using var d = await Deploy();

@@ -25,6 +25,9 @@ public interface IRegionStore : IAsyncDisposable
 /// <summary>The statements available inside a read or a write.</summary>
 public interface IStoreTx
 {
+    /// <summary>True inside a write transaction (whose reads may see rows that never commit).</summary>
+    bool Writes { get; }
+
     Task<byte[]?> GetMetaAsync(string name);
     Task SetMetaAsync(string name, byte[] value);
 

@@ -96,7 +96,9 @@ public sealed class PostgresRegionStore : SqlRegionStore
     protected override async Task<DbTransaction> BeginSnapshotAsync(DbConnection connection, CancellationToken ct) =>
         await connection.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct);
 
-    protected override bool IsTransient(DbException e) => e is PostgresException { SqlState: "40001" or "40P01" } || e is NpgsqlException { IsTransient: true };
+    // Only errors the server raised before committing: a lost connection during COMMIT has an
+    // unknown outcome, and running the work again could write it twice.
+    protected override bool IsTransient(DbException e) => e is PostgresException { SqlState: "40001" or "40P01" };
     protected override bool IsUniqueViolation(DbException e) => e is PostgresException { SqlState: "23505" };
 
     public override ValueTask DisposeAsync() => _dataSource.DisposeAsync();

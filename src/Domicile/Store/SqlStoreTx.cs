@@ -4,6 +4,8 @@ namespace Domicile.Store;
 
 internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, DbTransaction? transaction, bool write) : IStoreTx, IAsyncDisposable
 {
+    public bool Writes => write;
+
     // Compiled statements are reused: kept with the connection where the engine allows it (SQLite),
     // else for the length of the transaction, so a batch compiles each statement once.
     readonly Dictionary<string, DbCommand> _commands = store.CommandCache(connection) ?? new(StringComparer.Ordinal);
@@ -197,7 +199,7 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
             ("id", u.Id), ("li", u.LoginIndex), ("le", u.LoginEnc), ("ph", u.PasswordHash), ("co", u.Country), ("st", u.State));
 
     public async Task<IReadOnlyList<string>> UserIdsOfCountryAsync(string country, string afterId, int limit) =>
-        await Query("SELECT id FROM users WHERE country = @c AND id > @a AND state IN ('active', 'fenced') ORDER BY id LIMIT @l",
+        await Query("SELECT id FROM users WHERE country = @c AND id > @a AND state = 'active' ORDER BY id LIMIT @l",
             r => r.GetString(0), ("c", country), ("a", afterId), ("l", limit));
 
     public Task InsertMigrationAsync(string id, string spec, string state, long at) =>
