@@ -360,9 +360,11 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         var digests = new Dictionary<string, UserDigest>();
         foreach (var userId in normal)
         {
-            var tail = await from.PackageUserAsync(userId, seqs[userId]);
-            if (tail.ChangeSeq > seqs[userId] + 1) await to.ImportUserAsync(tail, UserStates.Incoming, actor);
-            var source = await from.DigestUserAsync(userId);
+            // One full read after the fence serves both the tail and the source's digest.
+            var full = await from.PackageUserAsync(userId);
+            if (full.ChangeSeq > seqs[userId] + 1)
+                await to.ImportUserAsync(full with { Items = [.. full.Items.Where(i => i.Version > seqs[userId])] }, UserStates.Incoming, actor);
+            var source = await Region.DigestAsync(full);
             UserDigest? copy;
             try
             {

@@ -208,9 +208,12 @@ public sealed partial class Region
     /// every item's place, type, version and content digest (decrypted and hashed, not taken on
     /// trust from the stored head), and messages. Equal digests in two regions mean equal data.
     /// </summary>
-    public async Task<UserDigest> DigestUserAsync(string userId, CancellationToken ct = default)
+    public async Task<UserDigest> DigestUserAsync(string userId, CancellationToken ct = default) =>
+        await DigestAsync(await PackageUserAsync(userId, 0, ct), ct);
+
+    /// <summary>The digest of a full package already read (blobs are streamed from the region again).</summary>
+    public static async Task<UserDigest> DigestAsync(UserPackage pkg, CancellationToken ct = default)
     {
-        var pkg = await PackageUserAsync(userId, 0, ct);
         using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         void Line(params object[] parts) => h.AppendData(Sealing.Aad([.. parts.Select(p => Convert.ToString(p, System.Globalization.CultureInfo.InvariantCulture) ?? "")]));
         Line("account", pkg.UserId, pkg.Login, pkg.PasswordHash, pkg.Country, pkg.CreatedAt);
