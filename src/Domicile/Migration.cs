@@ -96,18 +96,32 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             ["sources"] = new JsonArray([.. plan.Users.Select(u => u.From).Distinct().Select(s => JsonValue.Create(s))]),
             ["total"] = plan.Users.Count, ["started_at"] = DateTimeOffset.UtcNow,
         }.ToJsonString();
-        await to.Store.WriteAsync(async tx =>
-        {
-            await tx.InsertMigrationAsync(id, spec, Planned, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
-            foreach (var (user, from) in plan.Users)
-                await tx.JournalAsync(id, user, "planned", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), new JsonObject { ["from"] = from }.ToJsonString());
-            await Audit.AuditChain.AppendAsync(tx, to.Time.GetUtcNow(), $"migration:{id}", "migration.plan", to.Id,
-                new JsonObject { ["jurisdiction"] = request.Jurisdiction, ["users"] = plan.Users.Count });
-            return 0;
-        }, ct);
+        // Each source journals the users it is giving up; the job itself lives in the destination.
+        foreach (var bySource in plan.Users.GroupBy(u => u.From))
+            await PlanLinesAsync(deployment.Region(bySource.Key), id, request, plan.To, [.. bySource], job: null, ct);
+        await PlanLinesAsync(to, id, request, plan.To, plan.Users, job: spec, ct);
         _ = Run(id);
         return id;
     }
+
+    static Task PlanLinesAsync(Region region, string id, MigrationRequest request, string to, IReadOnlyList<(string UserId, string From)> users, string? job, CancellationToken ct) =>
+        region.Store.WriteAsync(async tx =>
+        {
+            var at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            if (job is not null) await tx.InsertMigrationAsync(id, job, Planned, at);
+            foreach (var (user, from) in users)
+                await tx.JournalAsync(id, user, "planned", at, new JsonObject { ["from"] = from }.ToJsonString());
+            await Audit.AuditChain.AppendAsync(tx, region.Time.GetUtcNow(), $"migration:{id}", "migration.plan", region.Id,
+                new JsonObject { ["jurisdiction"] = request.Jurisdiction, ["to"] = to, ["users"] = users.Count });
+            return 0;
+        }, ct);
+
+    /// <summary>
+    /// A sealed region or a store that stopped answering pauses the job instead of failing its
+    /// users: they stay where they are and the job resumes at the next unseal or restart.
+    /// </summary>
+    static bool Interrupts(Exception e, Region from, Region to) =>
+        e is DomicileException { Code: "sealed" } or Store.StoreException || from.IsSealed || to.IsSealed;
 
     /// <summary>Runs (or joins) the job; safe to call again after a crash.</summary>
     public Task<MigrationState> Run(string id) =>
@@ -236,36 +250,52 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
                 }
                 Interlocked.Increment(ref progress.Done);
             }
+            var paused = 0;
             var workers = Enumerable.Range(0, _options.Parallelism).Select(_ => Task.Run(async () =>
             {
-                while (queue.TryDequeue(out var g))
+                while (Volatile.Read(ref paused) == 0 && queue.TryDequeue(out var g))
                 {
-                    if (g.Switched) Count(await MigrateUserAsync(id, actor, g.Users[0], g.From, to, alreadySwitched: true));
-                    else
+                    try
                     {
-                        var counted = new HashSet<string>();
-                        try
+                        if (g.Switched) Count(await MigrateUserAsync(id, actor, g.Users[0], g.From, to, alreadySwitched: true));
+                        else
                         {
-                            await MigrateGroupAsync(id, actor, g.Users, g.From, to, (u, d) => { counted.Add(u); Count(d); });
+                            var counted = new HashSet<string>();
+                            try
+                            {
+                                await MigrateGroupAsync(id, actor, g.Users, g.From, to, (u, d) => { counted.Add(u); Count(d); });
+                            }
+                            catch (DomicileException e) when (!Interrupts(e, g.From, to))
+                            {
+                                // A refusal inside the group (an item gone mid-copy, say): every user not
+                                // yet finished goes through the one-user pipeline, which settles it.
+                                foreach (var u in g.Users.Where(u => !counted.Contains(u)))
+                                    Count(await SettleUserAsync(id, actor, u, g.From, to));
+                            }
                         }
-                        catch (DomicileException)
-                        {
-                            // A refusal inside the group (a region sealed, an item gone mid-copy): every
-                            // user not yet finished goes through the one-user pipeline, which settles it.
-                            foreach (var u in g.Users.Where(u => !counted.Contains(u)))
-                                Count(await SettleUserAsync(id, actor, u, g.From, to));
-                        }
+                    }
+                    catch (Exception e) when (Interrupts(e, g.From, to))
+                    {
+                        Interlocked.Exchange(ref paused, 1);
                     }
                 }
             })).ToList();
             await Task.WhenAll(workers);
-            await home.Store.WriteAsync(async tx =>
+            if (paused != 0)
             {
-                await tx.SetMigrationStateAsync(id, Done, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
-                await Audit.AuditChain.AppendAsync(tx, to.Time.GetUtcNow(), actor, "migration.done", to.Id,
-                    new JsonObject { ["users"] = progress.Done - progress.Failed, ["failed"] = progress.Failed, ["items"] = progress.Items, ["bytes"] = progress.Bytes });
-                return 0;
-            });
+                // Users half way stay fenced at most until the resume, which redoes their unfinished steps.
+                _progress.TryRemove(id, out _);
+                return (await GetAsync(id))!;
+            }
+            var sources = spec["sources"]!.AsArray().Select(x => deployment.Region((string)x!)).ToList();
+            foreach (var region in sources.Append(to))
+                await region.Store.WriteAsync(async tx =>
+                {
+                    if (region == home) await tx.SetMigrationStateAsync(id, Done, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+                    await Audit.AuditChain.AppendAsync(tx, region.Time.GetUtcNow(), actor, "migration.done", region.Id,
+                        new JsonObject { ["to"] = to.Id, ["users"] = progress.Done - progress.Failed, ["failed"] = progress.Failed, ["items"] = progress.Items, ["bytes"] = progress.Bytes });
+                    return 0;
+                });
             var state = (await GetAsync(id))!;
             return state with { Seconds = (DateTimeOffset.UtcNow - progress.Started).TotalSeconds };
         }
@@ -407,7 +437,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         {
             return await MigrateUserAsync(id, actor, userId, from, to, alreadySwitched: false);
         }
-        catch (DomicileException e)
+        catch (DomicileException e) when (!Interrupts(e, from, to))
         {
             if (await from.GetAccountAsync(userId) is { State: UserStates.Fenced }) await from.SetUserStateAsync(userId, UserStates.Active, actor, "migration.unfence");
             if (await from.GetAccountAsync(userId) is { State: UserStates.Active } && await to.GetAccountAsync(userId) is { State: UserStates.Incoming })
@@ -490,12 +520,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     async Task<UserDigest> FinishAsync(string id, string actor, string userId, Region from, Region to, UserDigest digest, bool journaled = false)
     {
         if (!journaled)
-            await to.Store.WriteAsync(async tx =>
-            {
-                await tx.JournalAsync(id, userId, "verified", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
-                    new JsonObject { ["digest"] = digest.Digest, ["items"] = digest.Items, ["bytes"] = digest.Bytes }.ToJsonString());
-                return 0;
-            });
+            await Journal(id, userId, "verified", from, to, new JsonObject { ["digest"] = digest.Digest, ["items"] = digest.Items, ["bytes"] = digest.Bytes });
         await from.PurgeMovedUserAsync(userId, to.Id, actor);
         await Journal(id, userId, "purged", from, to);
         return digest;

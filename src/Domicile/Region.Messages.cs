@@ -58,7 +58,7 @@ public sealed partial class Region
         {
             // Register before reading so a message sent in between still wakes us.
             var signal = _inboxSignals.GetOrAdd(userId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
-            var messages = await ReadMessagesAsync(userId, ct);
+            var messages = await ReadMessagesAsync(userId, 100, ct);
             var left = deadline - Time.GetUtcNow();
             if (messages.Count > 0 || left <= TimeSpan.Zero) return messages;
             try
@@ -67,18 +67,18 @@ public sealed partial class Region
             }
             catch (TimeoutException)
             {
-                return await ReadMessagesAsync(userId, ct);
+                return await ReadMessagesAsync(userId, 100, ct);
             }
         }
     }
 
-    async Task<IReadOnlyList<Message>> ReadMessagesAsync(string userId, CancellationToken ct)
+    async Task<IReadOnlyList<Message>> ReadMessagesAsync(string userId, int limit, CancellationToken ct)
     {
         using var lease = Lease();
         var ring = lease.Keys;
         return await Store.ReadAsync(async tx =>
         {
-            var rows = await tx.ListMessagesAsync(userId, NowMs, 100);
+            var rows = await tx.ListMessagesAsync(userId, NowMs, limit);
             if (rows.Count == 0) return (IReadOnlyList<Message>)[];
             var dek = await DekAsync(ring, tx, userId, MessagingService);
             if (dek is null) return [];

@@ -18,8 +18,16 @@ public sealed partial class Region
     /// </summary>
     public async Task<IReadOnlyList<AccessEntry>> AccessLogAsync(string userId, CancellationToken ct = default)
     {
-        var (rows, operators) = await Store.ReadAsync(async tx => (await tx.AuditBySubjectAsync(userId, 10_000), await tx.ListOperatorsAsync()), ct);
+        var operators = await Store.ReadAsync(tx => tx.ListOperatorsAsync(), ct);
         var roles = operators.ToDictionary(o => o.Id, o => o.Role);
+        var rows = new List<AuditRow>();
+        while (true)
+        {
+            var after = rows.Count == 0 ? 0 : rows[^1].Seq;
+            var page = await Store.ReadAsync(tx => tx.AuditBySubjectAsync(userId, after, 5000), ct);
+            rows.AddRange(page);
+            if (page.Count < 5000) break;
+        }
         return rows.Where(r => r.Actor != userId)
             .Select(r => new AccessEntry(DateTimeOffset.Parse(r.At, System.Globalization.CultureInfo.InvariantCulture), r.Actor,
                 roles.GetValueOrDefault(r.Actor, r.Actor == SystemActor ? "system" : r.Actor.StartsWith("migration", StringComparison.Ordinal) ? "migration" : "system"),
@@ -83,8 +91,7 @@ public sealed partial class Region
                 } while (cursor is not null);
             }
         }
-        var messages = await Store.ReadAsync(tx => tx.ListMessagesAsync(userId, NowMs, int.MaxValue), ct);
-        var messageList = messages.Count == 0 ? [] : await ReadMessagesAsync(userId, ct);
+        var messageList = await ReadMessagesAsync(userId, int.MaxValue, ct);
         var consents = await ConsentHistoryAsync(userId, ct);
         var access = await AccessLogAsync(userId, ct);
         await WriteJson(zip, "account.json", new JsonObject

@@ -106,6 +106,47 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
         Assert.Equal(6, ledger.Count(a => a == "migration.switch"));
     }
 
+    [Fact]
+    public async Task Sealing_a_region_mid_migration_pauses_the_job_and_unsealing_resumes_it_without_failures()
+    {
+        await using var d = await Deploy();
+        var indians = await SeedAsync(d, "IN", 4);
+        var sealedOnce = 0;
+        var options = new MigrationOptions
+        {
+            Parallelism = 1, GroupSize = 1,
+            AtStep = async (step, _) =>
+            {
+                if (step == "fenced" && Interlocked.Exchange(ref sealedOnce, 1) == 0) await d["in-mumbai"].SealAsync("custodian");
+            },
+        };
+        var migrator = new Migrator(d.Deployment, options);
+        var id = await migrator.StartAsync(new MigrationRequest("IN", null, "in-mumbai"));
+        var paused = await migrator.Run(id);
+        Assert.Equal(("running", 0L), (paused.State, paused.Failed));
+        Assert.True(paused.Done < 4, $"the job went on while the destination was sealed ({paused.Done} done)");
+
+        // Unsealing is all it takes: the job picks up every user, none is given up.
+        foreach (var share in d.Shares["in-mumbai"].Take(d.Config.Custody.Threshold)) await d["in-mumbai"].SubmitShareAsync(share);
+        await migrator.ResumeAllAsync();
+        var done = await migrator.Run(id);
+        Assert.Equal(("done", 4L, 0L), (done.State, done.Done, done.Failed));
+        foreach (var u in indians)
+        {
+            await AssertHolds(d["in-mumbai"], u);
+            await AssertNothingLeftAt(d["cn-beijing"], u.UserId);
+        }
+        // Both regions journal the plan and the end.
+        foreach (var r in new[] { d["cn-beijing"], d["in-mumbai"] })
+        {
+            var actions = new List<string>();
+            await foreach (var row in r.ReadAuditAsync()) if (row.Actor == $"migration:{id}") actions.Add(row.Action);
+            Assert.Contains("migration.plan", actions);
+            Assert.Contains("migration.done", actions);
+            Assert.Equal(4, actions.Count(a => a == "migration.purged"));
+        }
+    }
+
     [Theory]
     [InlineData("copied")]
     [InlineData("fenced")]

@@ -117,7 +117,8 @@ public interface IStoreTx
     Task<long> DeleteOrphanChunksAsync(long before);
     /// <summary>Crypto-shreds and deletes everything of one user in this region; returns what was deleted.</summary>
     Task<long> EraseUserAsync(string userId);
-    Task<IReadOnlyList<AuditRow>> AuditBySubjectAsync(string subject, int limit);
+    /// <summary>Entries about a subject after <paramref name="afterSeq"/>, oldest first.</summary>
+    Task<IReadOnlyList<AuditRow>> AuditBySubjectAsync(string subject, long afterSeq, int limit);
 
     Task InsertOperatorAsync(OperatorRow row);
     Task<OperatorRow?> FindOperatorByTokenAsync(byte[] tokenHash);

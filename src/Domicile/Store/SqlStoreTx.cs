@@ -417,10 +417,10 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
         return n;
     }
 
-    public async Task<IReadOnlyList<AuditRow>> AuditBySubjectAsync(string subject, int limit) =>
-        await Query("SELECT seq, at, actor, action, subject, details, prev, hash FROM audit WHERE subject = @s ORDER BY seq LIMIT @l",
+    public async Task<IReadOnlyList<AuditRow>> AuditBySubjectAsync(string subject, long afterSeq, int limit) =>
+        await Query("SELECT seq, at, actor, action, subject, details, prev, hash FROM audit WHERE subject = @s AND seq > @a ORDER BY seq LIMIT @l",
             r => new AuditRow(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.GetString(6), r.GetString(7)),
-            ("s", subject), ("l", limit));
+            ("s", subject), ("a", afterSeq), ("l", limit));
 
     const string OperatorColumns = "id, name, role, token_hash, created_at, revoked";
 
