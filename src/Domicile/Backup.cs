@@ -127,8 +127,13 @@ public static class Backup
                         if (!restored.Contains((string)values[0]!)
                             || ledger.Contains(((string)values[0]!, Convert.ToInt64(values[1], System.Globalization.CultureInfo.InvariantCulture), (string)values[2]!))) continue;
                         break;
+                    case "messages":
+                        // Like items: a message sealed under a key destroyed since the backup stays gone.
+                        if (!restored.Contains((string)values[1]!)
+                            || !keys.TryGetValue(((string)values[1]!, Region.MessagingService), out var messageKeyCreated) || messageKeyCreated > takenAt) continue;
+                        break;
                     default:
-                        if (!restored.Contains((string)values[table == "messages" ? 1 : 0]!)) continue;
+                        if (!restored.Contains((string)values[0]!)) continue;
                         break;
                 }
                 await insert(table, values);

@@ -182,6 +182,30 @@ public abstract class RightsContract(string engine)
     }
 
     [Fact]
+    public async Task A_restore_leaves_out_messages_whose_key_was_destroyed_since_the_backup()
+    {
+        await using var d = await TestDeployment.CreateAsync(engine);
+        var r = d["in-mumbai"];
+        var u = await d.UserAsync(consents: ["cloud-sync", "cloud-messaging"]);
+        await r.SendMessageAsync("op_app", u.UserId, "before the backup", 600);
+        using var backup = new MemoryStream();
+        await Backup.WriteAsync(r, backup);
+        await Task.Delay(20);
+
+        // Withdrawn with no grace period: the messages and their key go; a new grant makes a new key.
+        await r.SetConsentAsync(u.UserId, "cloud-messaging", false, "test");
+        await r.SweepAsync();
+        await r.SetConsentAsync(u.UserId, "cloud-messaging", true, "test");
+        await r.SendMessageAsync("op_app", u.UserId, "after the re-grant", 600);
+
+        backup.Position = 0;
+        await Backup.RestoreAsync(r, backup, "test");
+        var inbox = await r.ReceiveMessagesAsync(u.UserId, TimeSpan.Zero);
+        Assert.DoesNotContain(inbox, m => m.Body == "before the backup");
+        Assert.Equal(0, await RawSql.CountAsync(r.Config.Store, $"SELECT COUNT(*) FROM messages WHERE user_id = '{u.UserId}'") - inbox.Count);
+    }
+
+    [Fact]
     public async Task Backup_files_hold_no_plaintext_and_no_keys()
     {
         await using var d = await TestDeployment.CreateAsync(engine);
