@@ -23,6 +23,11 @@ internal static class DemoCommand
         .Replace("store: sqlite:", "store: sqlite:data/", StringComparison.Ordinal)
         .Replace("\"*\": [sg-singapore]", "\"*\": [sg-singapore, cn-beijing]", StringComparison.Ordinal);
 
+    // Before the localisation law: one data centre for everyone.
+    static readonly string OldPolicyYaml = PolicyYaml
+        .Replace("  IN: [in-mumbai]\n", "", StringComparison.Ordinal)
+        .Replace("\"*\": [sg-singapore, cn-beijing]", "\"*\": [cn-beijing]", StringComparison.Ordinal);
+
     public static Command Create(CliOutput output)
     {
         var users = new Option<int>("--users") { Description = "How many users to seed", DefaultValueFactory = _ => 10_000 };
@@ -43,39 +48,38 @@ internal static class DemoCommand
         var started = DateTime.UtcNow;
         log.WriteLine($"Domicile demo in {root}");
 
-        await File.WriteAllTextAsync(Path.Combine(root, "domicile.yaml"), PolicyYaml + "\n", ct);
-        var config = ConfigLoader.Load(Path.Combine(root, "domicile.yaml"));
-        await using var deployment = Deployment.Open(config);
-        var init = await deployment.InitializeWithAdminAsync(stayUnsealed: true, ct: ct);
-        InitCommand.WriteShares(Path.Combine(root, "shares"), init.Shares);
-        WriteSecret(Path.Combine(root, "admin.token"), init.AdminToken);
-        log.WriteLine($"1/5 created regions {string.Join(", ", deployment.Regions.Keys)}; custodian shares in {Path.Combine(dir, "shares")}, admin token in {Path.Combine(dir, "admin.token")}");
-
-        var beijing = deployment.Region("cn-beijing");
-        var hash = await PasswordHasher.HashAsync(DemoSeeder.Password); // one hash for every demo user: seeding 10,000 Argon2 hashes would take minutes
-        var seeded = 0;
-        var seedTask = Task.Run(async () =>
+        var policyFile = Path.Combine(root, "domicile.yaml");
+        await File.WriteAllTextAsync(policyFile, OldPolicyYaml + "\n", ct);
+        InitResult init;
+        await using (var old = Deployment.Open(ConfigLoader.Load(policyFile)))
         {
-            var now = DateTimeOffset.UtcNow;
-            await Parallel.ForEachAsync(Enumerable.Range(0, userCount), new ParallelOptions { MaxDegreeOfParallelism = 4, CancellationToken = ct }, async (n, c) =>
-            {
-                await beijing.ImportUserAsync(DemoSeeder.User(n, hash, now), UserStates.Active, "legacy-import", c);
-                Interlocked.Increment(ref seeded);
-            });
-        }, ct);
-        await ProgressView.RunAsync($"2/5 seeding {userCount:N0} users of {DemoSeeder.CountryCount} countries into cn-beijing", () =>
-            Task.FromResult(((long)Volatile.Read(ref seeded), (long)userCount, 0L, 0L, seedTask.IsCompleted, 0)), ct);
-        await seedTask;
+            init = await old.InitializeWithAdminAsync(stayUnsealed: true, ct: ct);
+            InitCommand.WriteShares(Path.Combine(root, "shares"), init.Shares);
+            WriteSecret(Path.Combine(root, "admin.token"), init.AdminToken);
+            log.WriteLine($"1/6 created regions {string.Join(", ", old.Regions.Keys)} under the old policy (everyone in cn-beijing); custodian shares in {Path.Combine(dir, "shares")}, admin token in {Path.Combine(dir, "admin.token")}");
+            await SeedAsync(old, userCount, ct);
+            var sweep = await old.Region("cn-beijing").SweepAsync(ct);
+            var oldReport = await Residency.ReportAsync(old, ct);
+            log.WriteLine($"3/6 under the old policy: {oldReport.ViolationCount:N0} violations; retention sweep removed "
+                + string.Join("; ", sweep.Services.Select(kv => $"{kv.Key}: {kv.Value.Items:N0} expired items, {kv.Value.Messages:N0} expired messages, data of {kv.Value.WithdrawnUsers:N0} withdrawn users")));
+        }
 
+        // The law changes: Indian users' data must live in India. The new policy is accepted at once;
+        // the users it leaves outside their allowed regions show up as violations until migrated.
+        await File.WriteAllTextAsync(policyFile, PolicyYaml + "\n", ct);
+        await using var deployment = Deployment.Open(ConfigLoader.Load(policyFile));
+        foreach (var r in deployment.Regions.Values)
+            foreach (var share in init.Shares[r.Id].Take(deployment.Config.Custody.Threshold))
+                await r.SubmitShareAsync(share, ct);
         var before = await Residency.ReportAsync(deployment, ct);
-        log.WriteLine($"3/5 residency under the policy (IN: in-mumbai only): {before.ViolationCount:N0} violations");
+        log.WriteLine($"4/6 residency under the new policy (IN: in-mumbai only): {before.ViolationCount:N0} violations");
         ResidencyText.Write(log, Report(before));
 
         var migrator = new Migrator(deployment);
         var id = await migrator.StartAsync(new MigrationRequest("IN", null, "in-mumbai"), ct);
         var migStarted = DateTime.UtcNow;
         var job = migrator.Run(id);
-        var final = await ProgressView.RunAsync("4/5 migrating IN users to in-mumbai", async () =>
+        var final = await ProgressView.RunAsync("5/6 migrating IN users to in-mumbai", async () =>
         {
             if (job.IsCompleted)
             {
@@ -94,7 +98,7 @@ internal static class DemoCommand
         var audits = new List<Audit.AuditVerification>();
         foreach (var r in deployment.Regions.Values) audits.Add(await r.VerifyAuditAsync(ct: ct));
         var auditOk = audits.All(a => a.Ok);
-        log.WriteLine($"5/5 residency after: {after.ViolationCount} violations; audit chains: "
+        log.WriteLine($"6/6 residency after: {after.ViolationCount} violations; audit chains: "
             + string.Join(", ", audits.Select(a => $"{a.Region} {(a.Ok ? "intact" : "BROKEN")} ({a.Entries:N0} entries)")));
         ResidencyText.Write(log, Report(after));
         log.WriteLine($"done in {(DateTime.UtcNow - started).TotalSeconds:N1} s");
@@ -135,6 +139,26 @@ internal static class DemoCommand
         log.WriteLine($"  operator console:  {urls}/console  (admin token in {Path.Combine(dir, "admin.token")})");
         await app.WaitForShutdownAsync(ct);
         return 0;
+    }
+
+    /// <summary>Users of many countries, all imported into cn-beijing as the old single data centre held them.</summary>
+    static async Task SeedAsync(Deployment old, int userCount, CancellationToken ct)
+    {
+        var beijing = old.Region("cn-beijing");
+        var hash = await PasswordHasher.HashAsync(DemoSeeder.Password); // one hash for every demo user: seeding 10,000 Argon2 hashes would take minutes
+        var seeded = 0;
+        var seedTask = Task.Run(async () =>
+        {
+            var now = DateTimeOffset.UtcNow;
+            await Parallel.ForEachAsync(Enumerable.Range(0, userCount), new ParallelOptions { MaxDegreeOfParallelism = 4, CancellationToken = ct }, async (n, c) =>
+            {
+                await beijing.ImportUserAsync(DemoSeeder.User(n, hash, now), UserStates.Active, "legacy-import", c);
+                Interlocked.Increment(ref seeded);
+            });
+        }, ct);
+        await ProgressView.RunAsync($"2/6 seeding {userCount:N0} users of {DemoSeeder.CountryCount} countries into cn-beijing", () =>
+            Task.FromResult(((long)Volatile.Read(ref seeded), (long)userCount, 0L, 0L, seedTask.IsCompleted, 0)), ct);
+        await seedTask;
     }
 
     static JsonNode Report(ResidencyReport report) =>

@@ -141,6 +141,13 @@ public class CliTests
             var again = await Run("migrate", "--jurisdiction", "IN", "--to", "in-mumbai", "--wait", "--json", "--server", url, "--token", token);
             Assert.True(again.Code == 0, again.Err + again.Out);
             Assert.Equal(0, (long)JsonNode.Parse(again.Out)!["users"]!);
+
+            // Nothing was kept past its time: the demo swept before migrating, so a sweep now finds nothing.
+            var sweptBefore = new List<string>();
+            await foreach (var row in d.Region("cn-beijing").ReadAuditAsync()) if (row.Action == "retention.sweep") sweptBefore.Add(row.Details);
+            Assert.Contains(sweptBefore, details => (long)JsonNode.Parse(details)!["cloud-sync"]!["withdrawn_users"]! > 0);
+            foreach (var region in d.Regions.Values)
+                Assert.All((await region.SweepAsync()).Services.Values, s => Assert.Equal((0L, 0L, 0L), (s.Messages, s.Items, s.WithdrawnUsers)));
         }
         finally
         {
