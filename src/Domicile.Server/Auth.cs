@@ -79,6 +79,9 @@ public sealed class Auth(Deployment deployment, TimeProvider time)
                 throw new ProblemException("moved", $"this account now lives in region '{home}'; sign in there") { Region = home };
             if (moved.IsSealed) throw new ProblemException("sealed", $"region '{home}' is sealed; custodians must unseal it before it serves data") { RetryAfter = TimeSpan.FromSeconds(5) };
             account = await moved.GetAccountAsync(sub, context.RequestAborted);
+            // The instant between the source letting go and the destination taking over: come back shortly.
+            if (account is { State: UserStates.Incoming })
+                throw new ProblemException("unavailable", "this account is being moved to its new region; try again in a moment") { RetryAfter = TimeSpan.FromSeconds(1) };
             if (account is not { State: UserStates.Active or UserStates.Fenced }) throw Unauthenticated("the account of this token no longer exists");
             region = moved;
         }

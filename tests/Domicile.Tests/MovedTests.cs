@@ -67,4 +67,31 @@ public sealed class MovedTests
             await app.StopAsync();
         }
     }
+
+    [Fact]
+    public async Task In_the_instant_of_the_switch_a_device_is_told_to_retry_not_to_sign_out()
+    {
+        await using var s = await LiveServer.StartAsync(Engines.Sqlite);
+        var d = s.Deployment;
+        var hash = await PasswordHasher.HashAsync("moving password");
+        var id = Region.NewId();
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var pkg = new UserPackage(id, "switching@example.in", hash, "IN", now, 1,
+            [new(0, id, "cloud-sync", 1, true, now, "seed")], [new(id, "cloud-sync", 1, true, now)], ["cloud-sync"],
+            [new PackagedItem("cloud-sync", "notes", "n", "text/plain", 1, false, 5, now, now, "hello"u8.ToArray(), null)], []);
+        await d["cn-beijing"].ImportUserAsync(pkg, UserStates.Active, "seed");
+        var tokens = await LiveServer.Json(await s.Http.PostAsJsonAsync("/v1/auth/token", new { grant_type = "password", login = "switching@example.in", password = "moving password", country = "IN" }));
+        using var device = s.Client((string)tokens["access_token"]!);
+
+        // The source has let go, the destination has not yet taken over (a crash here leaves it so until the resume).
+        await d["in-mumbai"].ImportUserAsync(pkg, UserStates.Incoming, "test");
+        await d["cn-beijing"].SetUserStateAsync(id, UserStates.Moved, "test", "migration.switch", movedTo: "in-mumbai");
+        var r = await device.GetAsync("/v1/me/data/cloud-sync/notes/n");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, r.StatusCode);
+        Assert.NotNull(r.Headers.RetryAfter);
+        Assert.Equal("unavailable", (string?)(await LiveServer.Json(r))["code"]);
+
+        await d["in-mumbai"].SetUserStateAsync(id, UserStates.Active, "test", "migration.switch", movedTo: "in-mumbai");
+        Assert.Equal("hello", await device.GetStringAsync("/v1/me/data/cloud-sync/notes/n"));
+    }
 }
