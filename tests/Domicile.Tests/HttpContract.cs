@@ -29,17 +29,32 @@ public abstract class HttpContract(string engine)
 
     // ---- authorisation matrix -------------------------------------------------------------
 
+    // Paths and bodies may name things made just before the matrix runs: {user} (the user's id),
+    // {login} (their login), {message} (a message waiting for them), {migration} (a migration's id),
+    // and {n} (a number new for every request, so that a sign-up never collides with an earlier one).
     sealed record Call(HttpMethod Method, string Path, string? Body, params string[] Allowed);
+
+    static readonly string[] Anyone = ["none", "garbage", "alg-none", "forged-sub", "expired", "user", .. Roles.All];
 
     static readonly Call[] Calls =
     [
+        new(HttpMethod.Post, "/v1/accounts", """{"login":"matrix-{n}@example.in","password":"correct horse battery","country":"IN"}""", Anyone),
+        new(HttpMethod.Post, "/v1/auth/token", """{"grant_type":"password","login":"{login}","password":"correct horse battery","country":"IN"}""", Anyone),
         new(HttpMethod.Get, "/v1/me", null, "user"),
         new(HttpMethod.Get, "/v1/me/consents", null, "user"),
         new(HttpMethod.Put, "/v1/me/consents/cloud-sync", """{"granted":true}""", "user"),
         new(HttpMethod.Put, "/v1/me/data/cloud-sync/notes/matrix", "body", "user"),
+        new(HttpMethod.Get, "/v1/me/data/cloud-sync/notes/matrix", null, "user"),
         new(HttpMethod.Get, "/v1/me/data/cloud-sync/notes", null, "user"),
+        new(HttpMethod.Delete, "/v1/me/data/cloud-sync/notes/matrix", null, "user"),
         new(HttpMethod.Get, "/v1/me/changes", null, "user"),
-        new(HttpMethod.Get, "/v1/sys/health", null, "none", "garbage", "alg-none", "forged-sub", "expired", "user", "admin", "custodian", "auditor", "support", "sender"),
+        new(HttpMethod.Get, "/v1/sys/health", null, Anyone),
+        new(HttpMethod.Post, "/v1/messages", """{"to":"{user}","body":"matrix message","ttl_seconds":600}""", "sender"),
+        new(HttpMethod.Get, "/v1/me/messages", null, "user"),
+        new(HttpMethod.Post, "/v1/me/messages/{message}/ack", null, "user"),
+        // Migrations before the seal below: a migration plans over every region.
+        new(HttpMethod.Post, "/v1/sys/migrations", """{"jurisdiction":"IN","to":"in-mumbai"}""", "admin"),
+        new(HttpMethod.Get, "/v1/sys/migrations/{migration}", null, "admin", "auditor", "support"),
         new(HttpMethod.Post, "/v1/sys/seal", """{"region":"sg-singapore"}""", "admin", "custodian"),
         new(HttpMethod.Post, "/v1/sys/operators", """{"name":"x","role":"support"}""", "admin"),
         new(HttpMethod.Get, "/v1/sys/status", null, "admin", "auditor", "support"),
@@ -48,16 +63,18 @@ public abstract class HttpContract(string engine)
         new(HttpMethod.Get, "/v1/sys/audit/in-mumbai/export", null, "admin", "auditor"),
         new(HttpMethod.Post, "/v1/sys/keys/cn-beijing/rotate", null, "admin"),
         new(HttpMethod.Post, "/v1/sys/retention/run", null, "admin"),
-        new(HttpMethod.Get, "/v1/me/messages", null, "user"),
         new(HttpMethod.Get, "/v1/me/access-log", null, "user"),
         new(HttpMethod.Get, "/v1/me/export", null, "user"),
+        // Last: the user's own cell erases the account, and every cell after it would then refuse the user.
+        new(HttpMethod.Delete, "/v1/me", null, "user"),
     ];
 
     [Fact]
     public async Task Only_the_allowed_caller_gets_through_each_endpoint()
     {
         await using var s = await Start();
-        var user = await s.UserAsync(consents: "cloud-sync");
+        const string login = "matrix-user@example.in";
+        var user = await s.UserAsync(login: login, consents: ["cloud-sync", "cloud-messaging"]);
         var region = s.Deployment["in-mumbai"];
         var now = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         var parts = user.Access.Split('.');
@@ -81,6 +98,29 @@ public abstract class HttpContract(string engine)
             ["user"] = user.Access,
         };
         foreach (var role in Roles.All) tokens[role] = await s.OperatorAsync(role);
+        Assert.Equal(Anyone, tokens.Keys);
+
+        // Things for the single-item cells to act on: a message waiting for the user, a migration.
+        string message, migration;
+        using (var app = s.Client(tokens["sender"]))
+        {
+            var sent = await app.PostAsJsonAsync("/v1/messages", new { to = user.UserId, body = "for the ack cell", ttl_seconds = 600 });
+            Assert.Equal(HttpStatusCode.Accepted, sent.StatusCode);
+            message = (string)(await LiveServer.Json(sent))["id"]!;
+        }
+        using (var admin = s.Client(s.AdminToken))
+        {
+            var started = await admin.PostAsJsonAsync("/v1/sys/migrations", new { jurisdiction = "IN", to = "in-mumbai" });
+            Assert.Equal(HttpStatusCode.Accepted, started.StatusCode);
+            migration = (string)(await LiveServer.Json(started))["id"]!;
+        }
+        var n = 0;
+        string Fill(string text) => text
+            .Replace("{user}", user.UserId, StringComparison.Ordinal)
+            .Replace("{login}", login, StringComparison.Ordinal)
+            .Replace("{message}", message, StringComparison.Ordinal)
+            .Replace("{migration}", migration, StringComparison.Ordinal)
+            .Replace("{n}", (++n).ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
 
         var failures = new List<string>();
         foreach (var call in Calls)
@@ -88,9 +128,9 @@ public abstract class HttpContract(string engine)
             foreach (var (who, token) in tokens)
             {
                 using var c = s.Client(token);
-                var req = new HttpRequestMessage(call.Method, call.Path);
+                var req = new HttpRequestMessage(call.Method, Fill(call.Path));
                 if (call.Body is not null)
-                    req.Content = new StringContent(call.Body, Encoding.UTF8, call.Path.Contains("/data/", StringComparison.Ordinal) ? "text/plain" : "application/json");
+                    req.Content = new StringContent(Fill(call.Body), Encoding.UTF8, call.Path.Contains("/data/", StringComparison.Ordinal) ? "text/plain" : "application/json");
                 using var r = await c.SendAsync(req);
                 var allowed = call.Allowed.Contains(who);
                 var code = (int)r.StatusCode;
@@ -100,6 +140,8 @@ public abstract class HttpContract(string engine)
             }
         }
         Assert.True(failures.Count == 0, string.Join('\n', failures));
+        // The user's own DELETE /v1/me went through: the account is gone.
+        Assert.Null(await region.GetAccountAsync(user.UserId));
     }
 
     [Fact]
@@ -493,7 +535,9 @@ public abstract class HttpContract(string engine)
     public async Task Disk_canary_through_http_nothing_plain_on_disk_or_in_logs()
     {
         await using var s = await Start();
-        const string login = "http-canary-login-Z81@example.in", password = "http-canary-password-55";
+        // Lowercase: logins are normalised (trimmed, lowercased) before anything is derived from them,
+        // so a plaintext login on disk would be the lowercase form; a mixed-case needle could miss it.
+        const string login = "http-canary-login-z81@example.in", password = "http-canary-password-55";
         const string key = "http-canary-key-7QW", content = "http-canary-content-MM3";
         (await s.Http.PostAsJsonAsync("/v1/accounts", new { login, password, country = "IN" })).EnsureSuccessStatusCode();
         var tokens = await LiveServer.Json(await s.Http.PostAsJsonAsync("/v1/auth/token", new { grant_type = "password", login, password, country = "IN" }));
@@ -509,8 +553,11 @@ public abstract class HttpContract(string engine)
         Assert.Equal(content, await c.GetStringAsync($"/v1/me/data/cloud-sync/notes/{key}"));
         await c.GetAsync("/v1/me/data/cloud-sync/notes/does-not-exist-" + key);
 
-        var store = s.Deployment["in-mumbai"].Config.Store;
-        string[] folders = engine == Engines.Sqlite ? [store.Target] : [PostgresServer.Instance.DataDirectory];
+        // Every region's store, not only the user's home: nothing of the user may be anywhere else either (G1).
+        string[] folders = engine == Engines.Sqlite
+            ? [.. s.Deployment.Deployment.Regions.Values.Select(r => r.Config.Store.Target).Distinct()]
+            : [PostgresServer.Instance.DataDirectory];
+        if (engine == Engines.Sqlite) Assert.Equal(["cn-beijing", "in-mumbai", "sg-singapore"], folders.Select(Path.GetFileName).Order(StringComparer.Ordinal));
         if (engine == Engines.Postgres) await PostgresServer.Instance.CheckpointAsync();
         var needles = new[] { login, password, key, content, access, refresh }.Select(Encoding.UTF8.GetBytes).Append(marker).ToList();
         foreach (var file in folders.SelectMany(f => Directory.EnumerateFiles(f, "*", SearchOption.AllDirectories)))
