@@ -293,10 +293,13 @@ public abstract class HttpContract(string engine)
     public async Task Bad_input_gets_a_4xx_problem_and_nothing_partial_is_stored()
     {
         await using var s = await Start(maxItemBytes: 200_000);
-        var u = await s.UserAsync(consents: "cloud-sync");
+        var u = await s.UserAsync(consents: ["cloud-sync", "cloud-messaging"]);
         var region = s.Deployment["in-mumbai"];
-        var usersBefore = await region.CountUsersAsync();
         using var c = s.Client(u.Access);
+        using var admin = s.Client(s.AdminToken);
+        using var app = s.Client(await s.OperatorAsync("sender"));
+        var usersBefore = await region.CountUsersAsync();
+        var operatorsBefore = await RawSql.CountAsync(region.Config.Store, "SELECT COUNT(*) FROM operators");
         var huge = new string('x', 70_000);
 
         (string Method, string Path, HttpContent? Body, int Status, string Code)[] cases =
@@ -333,21 +336,73 @@ public abstract class HttpContract(string engine)
             ("POST", "/v1/sys/unseal", LiveServer.JsonContent("{\"region\":\"mars\",\"share\":\"x\"}"), 404, "not_found"),
             ("DELETE", "/v1/sys/health", null, 405, "invalid_request"),
             ("GET", "/v1/nothing-here", null, 404, "not_found"),
+            ("GET", "/v1/me/messages?wait=abc", null, 400, "invalid_request"),
+            ("GET", "/v1/me/messages?wait=-1", null, 400, "invalid_request"),
+            ("GET", "/v1/me/messages?wait=1.5", null, 400, "invalid_request"),
+            ("GET", "/v1/me/messages?wait=99999999999999999999", null, 400, "invalid_request"),
+            ("POST", "/v1/me/messages/msg_00000000000000000000/ack", null, 404, "not_found"),
+            ("POST", "/v1/me/messages/" + Uri.EscapeDataString("'; DROP TABLE messages; --") + "/ack", null, 404, "not_found"),
+            ("POST", "/v1/me/messages/" + new string('m', 3000) + "/ack", null, 404, "not_found"),
         ];
-        foreach (var (method, path, body, status, code) in cases)
+        var recipient = u.UserId; // has granted cloud-messaging: each refusal below is for the input alone
+        // Operators' and app servers' endpoints, each with the credential that may call it.
+        (HttpClient Client, string Method, string Path, HttpContent? Body, int Status, string Code)[] operatorCases =
+        [
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("{\"name\":\"x\",\"role\":\"root\"}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("{\"name\":\"x\",\"role\":\"\"}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("{\"name\":\"x\",\"role\":5}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("{\"name\":\"x\"}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("{\"name\":\"\",\"role\":\"support\"}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("{\"name\":\"   \",\"role\":\"support\"}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("{\"role\":\"support\"}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent($"{{\"name\":\"{new string('n', 5000)}\",\"role\":\"support\"}}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent($"{{\"name\":\"{huge}\",\"role\":\"support\"}}"), 413, "payload_too_large"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("{\"name\":"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("[\"x\",\"admin\"]"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", null, 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/seal", LiveServer.JsonContent("{\"region\":\"mars\"}"), 404, "not_found"),
+            (admin, "POST", "/v1/sys/seal", LiveServer.JsonContent("{\"region\":"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/seal", LiveServer.JsonContent("{\"region\":[\"in-mumbai\"]}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/seal", LiveServer.JsonContent("{}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/seal", null, 400, "invalid_request"),
+            (admin, "GET", "/v1/sys/audit/in-mumbai/verify?checkpoint=zz", null, 400, "invalid_request"),
+            (admin, "GET", "/v1/sys/audit/in-mumbai/verify?checkpoint=" + new string('z', 64), null, 400, "invalid_request"),
+            (admin, "GET", "/v1/sys/audit/mars/verify", null, 404, "not_found"),
+            (admin, "GET", "/v1/sys/audit/mars/verify?checkpoint=zz", null, 400, "invalid_request"),
+            (admin, "GET", "/v1/sys/audit/mars/export", null, 404, "not_found"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent($"{{\"to\":\"{recipient}\",\"body\":\"hi\",\"ttl_seconds\":\"soon\"}}"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent($"{{\"to\":\"{recipient}\",\"body\":\"hi\",\"ttl_seconds\":0}}"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent($"{{\"to\":\"{recipient}\",\"body\":\"hi\",\"ttl_seconds\":-5}}"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent($"{{\"to\":\"{recipient}\",\"body\":\"hi\",\"ttl_seconds\":1.5}}"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent($"{{\"to\":\"{recipient}\",\"body\":\"hi\",\"ttl_seconds\":99999999999}}"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent("{\"body\":\"hi\",\"ttl_seconds\":60}"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent("{\"to\":\"\",\"body\":\"hi\"}"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent("{\"to\":\"usr_nobody_here\",\"body\":\"hi\",\"ttl_seconds\":60}"), 404, "not_found"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent($"{{\"to\":\"{recipient}\"}}"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent($"{{\"to\":\"{recipient}\",\"body\":\"{new string('b', 5000)}\"}}"), 413, "payload_too_large"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent("{\"to\":"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", null, 400, "invalid_request"),
+        ];
+        foreach (var (client, method, path, body, status, code) in cases.Select(x => (c, x.Method, x.Path, x.Body, x.Status, x.Code)).Concat(operatorCases))
         {
-            using var r = await c.SendAsync(new HttpRequestMessage(new HttpMethod(method), path) { Content = body });
+            using var r = await client.SendAsync(new HttpRequestMessage(new HttpMethod(method), path) { Content = body });
             if (status == 0)
             {
                 Assert.True((int)r.StatusCode < 500, $"{method} {path}: {(int)r.StatusCode}");
                 continue;
             }
             var text = await r.Content.ReadAsStringAsync();
-            Assert.True(status == (int)r.StatusCode, $"{method} {path}: expected {status}, got {(int)r.StatusCode} {text}");
-            Assert.Equal("application/problem+json", r.Content.Headers.ContentType?.MediaType);
-            Assert.Equal(code, (string?)JsonNode.Parse(text)!["code"]);
+            var shown = path.Length > 120 ? path[..120] + "…" : path;
+            Assert.True(status == (int)r.StatusCode, $"{method} {shown}: expected {status}, got {(int)r.StatusCode} {text}");
+            Assert.True("application/problem+json" == r.Content.Headers.ContentType?.MediaType, $"{method} {shown}: not problem+json: {text}");
+            var problem = JsonNode.Parse(text)!;
+            Assert.True(code == (string?)problem["code"], $"{method} {shown}: expected code {code}: {text}");
+            Assert.False(string.IsNullOrWhiteSpace((string?)problem["detail"]), $"{method} {shown}: no detail: {text}");
         }
         Assert.Equal(usersBefore, await region.CountUsersAsync());
+        Assert.Equal(operatorsBefore, await RawSql.CountAsync(region.Config.Store, "SELECT COUNT(*) FROM operators"));
+        Assert.Equal(0, await RawSql.CountAsync(region.Config.Store, "SELECT COUNT(*) FROM messages"));
+        Assert.All(s.Deployment.Deployment.Regions.Values, r => Assert.False(r.IsSealed));
         Assert.Equal(0, await RawSql.CountAsync(region.Config.Store, "SELECT COUNT(*) FROM blob_chunks"));
         var stored = (await LiveServer.Json(await c.GetAsync("/v1/me/data/cloud-sync/notes")))["items"]!.AsArray().Select(i => (string)i!["key"]!).ToList();
         Assert.DoesNotContain("big", stored);
