@@ -1,7 +1,9 @@
 using System.Text.Json.Nodes;
 using Domicile.Cli;
 using Domicile.Config;
+using Domicile.Crypto;
 using Domicile.Tests.Support;
+using Microsoft.AspNetCore.Builder;
 
 namespace Domicile.Tests;
 
@@ -156,6 +158,250 @@ public class CliTests
         await d.DisposeAsync();
         var rerun = await Run("demo", "--users", "5", "--dir", dir, "--no-serve", "--json");
         Assert.True(rerun.Code == 0, rerun.Err); // an earlier demo in the folder is replaced
+    }
+
+    // ---- operational commands against a live server, on each engine --------------------------
+
+    static async Task<JsonNode> Health(LiveServer s) => await LiveServer.Json(await s.Http.GetAsync("/v1/sys/health"));
+
+    static bool SealedIn(JsonNode health, string region) =>
+        (bool)health["regions"]!.AsArray().Single(r => (string?)r!["id"] == region)!["sealed"]!;
+
+    [Theory]
+    [InlineData(Engines.Sqlite)]
+    [InlineData(Engines.Postgres)]
+    public async Task Unseal_with_share_files_prints_progress_until_unsealed_and_seal_wipes_the_keys(string engine)
+    {
+        await using var s = await LiveServer.StartAsync(engine, unsealed: false);
+        var url = s.BaseAddress.ToString();
+        var dir = Engines.TempDir();
+        var files = s.Deployment.Shares["in-mumbai"].Select((share, i) =>
+        {
+            var f = Path.Combine(dir, $"custodian-{i + 1}.share");
+            File.WriteAllText(f, share + "\n");
+            return f;
+        }).ToList();
+
+        // Refusals first: a missing file is a usage error; another region's share is refused by the server.
+        var missing = await Run("unseal", "--region", "in-mumbai", "--share-file", Path.Combine(dir, "nope.share"), "--server", url);
+        Assert.Equal(2, missing.Code);
+        var wrongFile = Path.Combine(dir, "beijing.share");
+        await File.WriteAllTextAsync(wrongFile, s.Deployment.Shares["cn-beijing"][0]);
+        var wrong = await Run("unseal", "--region", "in-mumbai", "--share-file", wrongFile, "--server", url);
+        Assert.True(wrong.Code == 1, wrong.Err);
+        Assert.Contains("invalid_request", wrong.Err, StringComparison.Ordinal);
+        Assert.Empty(wrong.Out);
+
+        var first = await Run("unseal", "--region", "in-mumbai", "--share-file", files[4], "--server", url);
+        Assert.True(first.Code == 0, first.Err);
+        Assert.Contains("1/3", first.Out, StringComparison.Ordinal);
+        Assert.Contains("still sealed", first.Out, StringComparison.Ordinal);
+        Assert.True(SealedIn(await Health(s), "in-mumbai"));
+        var second = await Run("unseal", "--region", "in-mumbai", "--share-file", files[1], "--server", url, "--json");
+        Assert.True(second.Code == 0, second.Err);
+        var progress = JsonNode.Parse(second.Out)!;
+        Assert.Equal(("in-mumbai", true, 2, 3), ((string)progress["region"]!, (bool)progress["sealed"]!, (int)progress["progress"]!, (int)progress["threshold"]!));
+        var third = await Run("unseal", "--region", "in-mumbai", "--share-file", files[2], "--server", url);
+        Assert.True(third.Code == 0, third.Err);
+        Assert.Contains("3/3", third.Out, StringComparison.Ordinal);
+        Assert.Contains("unsealed", third.Out, StringComparison.Ordinal);
+        Assert.DoesNotContain("still sealed", third.Out, StringComparison.Ordinal);
+        // Nothing of a share is ever printed back.
+        foreach (var r in new[] { first, second, third })
+            Assert.DoesNotContain(s.Deployment.Shares["in-mumbai"][4][25..], r.Out + r.Err, StringComparison.Ordinal);
+
+        var health = await Health(s);
+        Assert.False(SealedIn(health, "in-mumbai"));
+        Assert.True(SealedIn(health, "cn-beijing") && SealedIn(health, "sg-singapore"));
+        var u = await s.UserAsync(consents: "cloud-sync");
+        using var device = s.Client(u.Access);
+        Assert.True((await device.GetAsync("/v1/me")).IsSuccessStatusCode);
+
+        // seal: needs a token, and a role that may seal.
+        Environment.SetEnvironmentVariable("DOMICILE_TOKEN", null);
+        Assert.Equal(2, (await Run("seal", "--region", "in-mumbai", "--server", url)).Code);
+        var support = await Run("seal", "--region", "in-mumbai", "--server", url, "--token", await s.OperatorAsync("support"));
+        Assert.Equal(1, support.Code);
+        Assert.Contains("forbidden", support.Err, StringComparison.Ordinal);
+        Assert.False(SealedIn(await Health(s), "in-mumbai"));
+
+        var seal = await Run("seal", "--region", "in-mumbai", "--server", url, "--token", s.AdminToken);
+        Assert.True(seal.Code == 0, seal.Err);
+        Assert.Contains("in-mumbai: sealed", seal.Out, StringComparison.Ordinal);
+        Assert.True(SealedIn(await Health(s), "in-mumbai"));
+        Assert.True(s.Deployment["in-mumbai"].IsSealed);
+        var refused = await device.GetAsync("/v1/me");
+        Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        Assert.Equal("sealed", (string?)(await LiveServer.Json(refused))["code"]);
+        Directory.Delete(dir, recursive: true);
+    }
+
+    [Theory]
+    [InlineData(Engines.Sqlite)]
+    [InlineData(Engines.Postgres)]
+    public async Task Audit_verify_exits_1_and_names_the_first_entry_tampered_on_disk(string engine)
+    {
+        await using var s = await LiveServer.StartAsync(engine);
+        var url = s.BaseAddress.ToString();
+        for (var i = 0; i < 3; i++) await s.UserAsync(consents: "cloud-sync");
+        var intact = await Run("audit", "verify", "--region", "in-mumbai", "--server", url, "--token", s.AdminToken, "--json");
+        Assert.True(intact.Code == 0, intact.Err);
+        var ok = JsonNode.Parse(intact.Out)!;
+        Assert.True((bool)ok["ok"]!);
+        Assert.Null(ok["first_bad_seq"]);
+        var entries = (long)ok["entries"]!;
+        Assert.True(entries >= 6, $"sign-ups and consents are audited; got {entries} entries");
+
+        // An insider with the disk rewrites who did something in one entry in the middle of the chain.
+        var bad = entries / 2;
+        var store = s.Deployment["in-mumbai"].Config.Store;
+        Assert.Equal(1, await RawSql.ExecAsync(store, $"UPDATE audit SET actor = 'nobody-did-this' WHERE seq = {bad}"));
+
+        var json = await Run("audit", "verify", "--region", "in-mumbai", "--server", url, "--token", s.AdminToken, "--json");
+        Assert.True(json.Code == 1, json.Err + json.Out);
+        var broken = JsonNode.Parse(json.Out)!;
+        Assert.Equal(("in-mumbai", false, bad), ((string)broken["region"]!, (bool)broken["ok"]!, (long)broken["first_bad_seq"]!));
+        var text = await Run("audit", "verify", "--region", "in-mumbai", "--server", url, "--token", s.AdminToken);
+        Assert.Equal(1, text.Code);
+        Assert.Contains($"BROKEN at entry {bad}", text.Out, StringComparison.Ordinal);
+        // The other regions' chains are untouched.
+        var beijing = await Run("audit", "verify", "--region", "cn-beijing", "--server", url, "--token", s.AdminToken);
+        Assert.True(beijing.Code == 0, beijing.Err + beijing.Out);
+        Assert.Contains("intact", beijing.Out, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// A deployment whose Indian users signed up while the policy still put India in cn-beijing,
+    /// then served under today's policy (IN: in-mumbai only): those users are now violations.
+    /// </summary>
+    sealed class PolicyChanged : IAsyncDisposable
+    {
+        public required Deployment Deployment { get; init; }
+        public required WebApplication App { get; init; }
+        public required string Url { get; init; }
+        public required string AdminToken { get; init; }
+        public required List<string> Indians { get; init; }
+        public required string Dir { get; init; }
+
+        public async ValueTask DisposeAsync()
+        {
+            await App.StopAsync();
+            await App.DisposeAsync();
+            await Deployment.DisposeAsync();
+            try { Directory.Delete(Dir, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    static async Task<PolicyChanged> AfterAPolicyChangeAsync(string engine, int indians)
+    {
+        var dir = Engines.TempDir();
+        var today = Engines.Yaml(engine, dir); // once: on PostgreSQL each call names new databases
+        var before = today.Replace("IN: [in-mumbai]", "IN: [cn-beijing]", StringComparison.Ordinal);
+        Assert.NotEqual(today, before);
+        InitResult init;
+        var ids = new List<string>();
+        await using (var old = Deployment.Open(ConfigLoader.Parse(before, dir)))
+        {
+            init = await old.InitializeWithAdminAsync(stayUnsealed: true);
+            var beijing = old.Region("cn-beijing");
+            for (var i = 0; i < indians; i++)
+            {
+                var a = await beijing.CreateAccountAsync($"indian-{i}@example.in", "correct horse battery", "IN");
+                await beijing.SetConsentAsync(a.UserId, "cloud-sync", true, "test");
+                await beijing.PutAsync(a.UserId, "cloud-sync", "notes", $"note-{i}", "text/plain", Bytes.Stream($"note {i} of an Indian user"));
+                ids.Add(a.UserId);
+            }
+            var chinese = await beijing.CreateAccountAsync("chinese@example.cn", "correct horse battery", "CN");
+            await beijing.SetConsentAsync(chinese.UserId, "cloud-sync", true, "test");
+            await beijing.PutAsync(chinese.UserId, "cloud-sync", "notes", "n", "text/plain", Bytes.Stream("stays in Beijing"));
+        }
+        var path = Path.Combine(dir, "domicile.yaml");
+        await File.WriteAllTextAsync(path, today);
+        var deployment = Deployment.Open(ConfigLoader.Load(path));
+        foreach (var r in deployment.Regions.Values)
+            foreach (var share in init.Shares[r.Id].Take(3))
+                await r.SubmitShareAsync(share);
+        var app = Server.DomicileServer.Build(deployment, new Server.ServerOptions { Urls = "http://127.0.0.1:0", ConsoleLogging = false });
+        await app.StartAsync();
+        return new PolicyChanged { Deployment = deployment, App = app, Url = app.Urls.First(), AdminToken = init.AdminToken, Indians = ids, Dir = dir };
+    }
+
+    [Theory]
+    [InlineData(Engines.Sqlite)]
+    [InlineData(Engines.Postgres)]
+    public async Task Report_residency_exits_1_for_users_a_policy_change_left_outside_their_regions(string engine)
+    {
+        await using var d = await AfterAPolicyChangeAsync(engine, indians: 3);
+        var json = await Run("report", "residency", "--server", d.Url, "--token", d.AdminToken, "--json");
+        Assert.True(json.Code == 1, json.Err + json.Out);
+        var report = JsonNode.Parse(json.Out)!;
+        Assert.Equal(3, (long)report["violation_count"]!);
+        var violations = report["violations"]!.AsArray();
+        Assert.Equal(d.Indians.Order(StringComparer.Ordinal), violations.Select(v => (string)v!["user_id"]!).Order(StringComparer.Ordinal));
+        Assert.All(violations, v => Assert.Equal(("IN", "cn-beijing"), ((string)v!["jurisdiction"]!, (string)v["region"]!)));
+        var beijing = report["regions"]!.AsArray().Single(r => (string?)r!["id"] == "cn-beijing")!;
+        Assert.Equal((4L, 3L, 1L), ((long)beijing["users"]!, (long)beijing["jurisdictions"]!["IN"]!["users"]!, (long)beijing["jurisdictions"]!["CN"]!["users"]!));
+        Assert.True((long)beijing["jurisdictions"]!["IN"]!["items"]! >= 3 && (long)beijing["jurisdictions"]!["IN"]!["bytes"]! > 0);
+
+        var text = await Run("report", "residency", "--server", d.Url, "--token", d.AdminToken);
+        Assert.Equal(1, text.Code);
+        Assert.Contains("violations: 3 user(s)", text.Out, StringComparison.Ordinal);
+        Assert.DoesNotContain("indian-", text.Out + json.Out, StringComparison.Ordinal); // pseudonymous ids only, never logins
+    }
+
+    [Theory]
+    [InlineData(Engines.Sqlite)]
+    [InlineData(Engines.Postgres)]
+    public async Task Migrate_dry_run_only_plans_and_wait_moves_the_users_with_a_certified_summary(string engine)
+    {
+        await using var d = await AfterAPolicyChangeAsync(engine, indians: 3);
+        string[] server = ["--server", d.Url, "--token", d.AdminToken];
+
+        var plan = await Run(["migrate", "--jurisdiction", "IN", "--to", "in-mumbai", "--dry-run", .. server]);
+        Assert.True(plan.Code == 0, plan.Err + plan.Out);
+        Assert.Contains("plan: 3 user(s) to in-mumbai", plan.Out, StringComparison.Ordinal);
+        Assert.Contains("from cn-beijing: 3", plan.Out, StringComparison.Ordinal);
+        var planJson = await Run(["migrate", "--jurisdiction", "IN", "--to", "in-mumbai", "--dry-run", "--json", .. server]);
+        Assert.True(planJson.Code == 0, planJson.Err);
+        var planned = JsonNode.Parse(planJson.Out)!;
+        Assert.Equal(3, (long)planned["total"]!);
+        Assert.Equal(d.Indians.Order(StringComparer.Ordinal), planned["users"]!.AsArray().Select(u => (string)u!["user_id"]!).Order(StringComparer.Ordinal));
+        Assert.All(planned["users"]!.AsArray(), u => Assert.Equal("cn-beijing", (string?)u!["from"]));
+
+        // Nothing moved, and no job was recorded.
+        var status = JsonNode.Parse((await Run(["status", "--json", .. server])).Out)!;
+        Assert.Empty(status["migrations"]!.AsArray());
+        Assert.Equal(4, (long)status["regions"]!.AsArray().Single(r => (string?)r!["id"] == "cn-beijing")!["users"]!);
+        Assert.Equal(0, (long)status["regions"]!.AsArray().Single(r => (string?)r!["id"] == "in-mumbai")!["users"]!);
+        Assert.Equal(1, (await Run(["report", "residency", .. server])).Code);
+        foreach (var id in d.Indians) Assert.Equal("cn-beijing", (await d.Deployment.FindUserRegionAsync(id))?.Id);
+
+        var moved = await Run(["migrate", "--jurisdiction", "IN", "--to", "in-mumbai", "--wait", "--json", .. server]);
+        Assert.True(moved.Code == 0, moved.Err + moved.Out);
+        var summary = JsonNode.Parse(moved.Out)!.AsObject();
+        foreach (var member in new[] { "id", "users", "items", "bytes", "verified", "failed", "seconds", "certificate" })
+            Assert.True(summary.ContainsKey(member), $"--json lacks '{member}': {moved.Out}");
+        Assert.StartsWith("mig_", (string)summary["id"]!, StringComparison.Ordinal);
+        Assert.Equal((3L, true, 0L), ((long)summary["users"]!, (bool)summary["verified"]!, (long)summary["failed"]!));
+        Assert.True((long)summary["items"]! >= 3, moved.Out);
+        Assert.True((long)summary["bytes"]! > 0, moved.Out);
+        Assert.True((double)summary["seconds"]! >= 0, moved.Out);
+
+        // The certificate is a JWS of the destination, checkable by anyone against the published keys.
+        using var http = new HttpClient { BaseAddress = new Uri(d.Url) };
+        var keys = JsonNode.Parse(await http.GetStringAsync("/.well-known/jwks.json"))!["keys"]!.AsArray().Select(k => k!.AsObject()).ToList();
+        Assert.True(Jws.TryVerify((string)summary["certificate"]!, kid => keys.FirstOrDefault(k => (string?)k["kid"] == kid) is { } k ? Jws.FromJwk(k) : null, out var cert));
+        Assert.Equal(("in-mumbai", (string)summary["id"]!, 3L, (long)summary["items"]!, (long)summary["bytes"]!),
+            ((string)cert!["to"]!, (string)cert["migration"]!, (long)cert["users"]!, (long)cert["items"]!, (long)cert["bytes"]!));
+        Assert.True((bool)cert["source_keys_destroyed"]!);
+
+        foreach (var id in d.Indians) Assert.Equal("in-mumbai", (await d.Deployment.FindUserRegionAsync(id))?.Id);
+        var after = await Run(["report", "residency", "--json", .. server]);
+        Assert.True(after.Code == 0, after.Out);
+        Assert.Equal(0, (long)JsonNode.Parse(after.Out)!["violation_count"]!);
+        await using (var note = await d.Deployment.Region("in-mumbai").GetAsync(d.Indians[0], "cloud-sync", "notes", "note-0"))
+            Assert.Equal("note 0 of an Indian user", await Bytes.TextAsync(note.Content));
+        Assert.Equal(0, await RawSql.CountAsync(d.Deployment.Region("cn-beijing").Config.Store, $"SELECT COUNT(*) FROM users WHERE id IN ('{string.Join("','", d.Indians)}')"));
     }
 
     static long AuditOf(string[] lines)

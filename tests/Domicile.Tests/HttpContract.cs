@@ -29,17 +29,32 @@ public abstract class HttpContract(string engine)
 
     // ---- authorisation matrix -------------------------------------------------------------
 
+    // Paths and bodies may name things made just before the matrix runs: {user} (the user's id),
+    // {login} (their login), {message} (a message waiting for them), {migration} (a migration's id),
+    // and {n} (a number new for every request, so that a sign-up never collides with an earlier one).
     sealed record Call(HttpMethod Method, string Path, string? Body, params string[] Allowed);
+
+    static readonly string[] Anyone = ["none", "garbage", "alg-none", "forged-sub", "expired", "user", .. Roles.All];
 
     static readonly Call[] Calls =
     [
+        new(HttpMethod.Post, "/v1/accounts", """{"login":"matrix-{n}@example.in","password":"correct horse battery","country":"IN"}""", Anyone),
+        new(HttpMethod.Post, "/v1/auth/token", """{"grant_type":"password","login":"{login}","password":"correct horse battery","country":"IN"}""", Anyone),
         new(HttpMethod.Get, "/v1/me", null, "user"),
         new(HttpMethod.Get, "/v1/me/consents", null, "user"),
         new(HttpMethod.Put, "/v1/me/consents/cloud-sync", """{"granted":true}""", "user"),
         new(HttpMethod.Put, "/v1/me/data/cloud-sync/notes/matrix", "body", "user"),
+        new(HttpMethod.Get, "/v1/me/data/cloud-sync/notes/matrix", null, "user"),
         new(HttpMethod.Get, "/v1/me/data/cloud-sync/notes", null, "user"),
+        new(HttpMethod.Delete, "/v1/me/data/cloud-sync/notes/matrix", null, "user"),
         new(HttpMethod.Get, "/v1/me/changes", null, "user"),
-        new(HttpMethod.Get, "/v1/sys/health", null, "none", "garbage", "alg-none", "forged-sub", "expired", "user", "admin", "custodian", "auditor", "support", "sender"),
+        new(HttpMethod.Get, "/v1/sys/health", null, Anyone),
+        new(HttpMethod.Post, "/v1/messages", """{"to":"{user}","body":"matrix message","ttl_seconds":600}""", "sender"),
+        new(HttpMethod.Get, "/v1/me/messages", null, "user"),
+        new(HttpMethod.Post, "/v1/me/messages/{message}/ack", null, "user"),
+        // Migrations before the seal below: a migration plans over every region.
+        new(HttpMethod.Post, "/v1/sys/migrations", """{"jurisdiction":"IN","to":"in-mumbai"}""", "admin"),
+        new(HttpMethod.Get, "/v1/sys/migrations/{migration}", null, "admin", "auditor", "support"),
         new(HttpMethod.Post, "/v1/sys/seal", """{"region":"sg-singapore"}""", "admin", "custodian"),
         new(HttpMethod.Post, "/v1/sys/operators", """{"name":"x","role":"support"}""", "admin"),
         new(HttpMethod.Get, "/v1/sys/status", null, "admin", "auditor", "support"),
@@ -48,16 +63,18 @@ public abstract class HttpContract(string engine)
         new(HttpMethod.Get, "/v1/sys/audit/in-mumbai/export", null, "admin", "auditor"),
         new(HttpMethod.Post, "/v1/sys/keys/cn-beijing/rotate", null, "admin"),
         new(HttpMethod.Post, "/v1/sys/retention/run", null, "admin"),
-        new(HttpMethod.Get, "/v1/me/messages", null, "user"),
         new(HttpMethod.Get, "/v1/me/access-log", null, "user"),
         new(HttpMethod.Get, "/v1/me/export", null, "user"),
+        // Last: the user's own cell erases the account, and every cell after it would then refuse the user.
+        new(HttpMethod.Delete, "/v1/me", null, "user"),
     ];
 
     [Fact]
     public async Task Only_the_allowed_caller_gets_through_each_endpoint()
     {
         await using var s = await Start();
-        var user = await s.UserAsync(consents: "cloud-sync");
+        const string login = "matrix-user@example.in";
+        var user = await s.UserAsync(login: login, consents: ["cloud-sync", "cloud-messaging"]);
         var region = s.Deployment["in-mumbai"];
         var now = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         var parts = user.Access.Split('.');
@@ -81,6 +98,29 @@ public abstract class HttpContract(string engine)
             ["user"] = user.Access,
         };
         foreach (var role in Roles.All) tokens[role] = await s.OperatorAsync(role);
+        Assert.Equal(Anyone, tokens.Keys);
+
+        // Things for the single-item cells to act on: a message waiting for the user, a migration.
+        string message, migration;
+        using (var app = s.Client(tokens["sender"]))
+        {
+            var sent = await app.PostAsJsonAsync("/v1/messages", new { to = user.UserId, body = "for the ack cell", ttl_seconds = 600 });
+            Assert.Equal(HttpStatusCode.Accepted, sent.StatusCode);
+            message = (string)(await LiveServer.Json(sent))["id"]!;
+        }
+        using (var admin = s.Client(s.AdminToken))
+        {
+            var started = await admin.PostAsJsonAsync("/v1/sys/migrations", new { jurisdiction = "IN", to = "in-mumbai" });
+            Assert.Equal(HttpStatusCode.Accepted, started.StatusCode);
+            migration = (string)(await LiveServer.Json(started))["id"]!;
+        }
+        var n = 0;
+        string Fill(string text) => text
+            .Replace("{user}", user.UserId, StringComparison.Ordinal)
+            .Replace("{login}", login, StringComparison.Ordinal)
+            .Replace("{message}", message, StringComparison.Ordinal)
+            .Replace("{migration}", migration, StringComparison.Ordinal)
+            .Replace("{n}", (++n).ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
 
         var failures = new List<string>();
         foreach (var call in Calls)
@@ -88,9 +128,9 @@ public abstract class HttpContract(string engine)
             foreach (var (who, token) in tokens)
             {
                 using var c = s.Client(token);
-                var req = new HttpRequestMessage(call.Method, call.Path);
+                var req = new HttpRequestMessage(call.Method, Fill(call.Path));
                 if (call.Body is not null)
-                    req.Content = new StringContent(call.Body, Encoding.UTF8, call.Path.Contains("/data/", StringComparison.Ordinal) ? "text/plain" : "application/json");
+                    req.Content = new StringContent(Fill(call.Body), Encoding.UTF8, call.Path.Contains("/data/", StringComparison.Ordinal) ? "text/plain" : "application/json");
                 using var r = await c.SendAsync(req);
                 var allowed = call.Allowed.Contains(who);
                 var code = (int)r.StatusCode;
@@ -100,6 +140,8 @@ public abstract class HttpContract(string engine)
             }
         }
         Assert.True(failures.Count == 0, string.Join('\n', failures));
+        // The user's own DELETE /v1/me went through: the account is gone.
+        Assert.Null(await region.GetAccountAsync(user.UserId));
     }
 
     [Fact]
@@ -251,10 +293,13 @@ public abstract class HttpContract(string engine)
     public async Task Bad_input_gets_a_4xx_problem_and_nothing_partial_is_stored()
     {
         await using var s = await Start(maxItemBytes: 200_000);
-        var u = await s.UserAsync(consents: "cloud-sync");
+        var u = await s.UserAsync(consents: ["cloud-sync", "cloud-messaging"]);
         var region = s.Deployment["in-mumbai"];
-        var usersBefore = await region.CountUsersAsync();
         using var c = s.Client(u.Access);
+        using var admin = s.Client(s.AdminToken);
+        using var app = s.Client(await s.OperatorAsync("sender"));
+        var usersBefore = await region.CountUsersAsync();
+        var operatorsBefore = await RawSql.CountAsync(region.Config.Store, "SELECT COUNT(*) FROM operators");
         var huge = new string('x', 70_000);
 
         (string Method, string Path, HttpContent? Body, int Status, string Code)[] cases =
@@ -291,21 +336,73 @@ public abstract class HttpContract(string engine)
             ("POST", "/v1/sys/unseal", LiveServer.JsonContent("{\"region\":\"mars\",\"share\":\"x\"}"), 404, "not_found"),
             ("DELETE", "/v1/sys/health", null, 405, "invalid_request"),
             ("GET", "/v1/nothing-here", null, 404, "not_found"),
+            ("GET", "/v1/me/messages?wait=abc", null, 400, "invalid_request"),
+            ("GET", "/v1/me/messages?wait=-1", null, 400, "invalid_request"),
+            ("GET", "/v1/me/messages?wait=1.5", null, 400, "invalid_request"),
+            ("GET", "/v1/me/messages?wait=99999999999999999999", null, 400, "invalid_request"),
+            ("POST", "/v1/me/messages/msg_00000000000000000000/ack", null, 404, "not_found"),
+            ("POST", "/v1/me/messages/" + Uri.EscapeDataString("'; DROP TABLE messages; --") + "/ack", null, 404, "not_found"),
+            ("POST", "/v1/me/messages/" + new string('m', 3000) + "/ack", null, 404, "not_found"),
         ];
-        foreach (var (method, path, body, status, code) in cases)
+        var recipient = u.UserId; // has granted cloud-messaging: each refusal below is for the input alone
+        // Operators' and app servers' endpoints, each with the credential that may call it.
+        (HttpClient Client, string Method, string Path, HttpContent? Body, int Status, string Code)[] operatorCases =
+        [
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("{\"name\":\"x\",\"role\":\"root\"}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("{\"name\":\"x\",\"role\":\"\"}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("{\"name\":\"x\",\"role\":5}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("{\"name\":\"x\"}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("{\"name\":\"\",\"role\":\"support\"}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("{\"name\":\"   \",\"role\":\"support\"}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("{\"role\":\"support\"}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent($"{{\"name\":\"{new string('n', 5000)}\",\"role\":\"support\"}}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent($"{{\"name\":\"{huge}\",\"role\":\"support\"}}"), 413, "payload_too_large"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("{\"name\":"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", LiveServer.JsonContent("[\"x\",\"admin\"]"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/operators", null, 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/seal", LiveServer.JsonContent("{\"region\":\"mars\"}"), 404, "not_found"),
+            (admin, "POST", "/v1/sys/seal", LiveServer.JsonContent("{\"region\":"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/seal", LiveServer.JsonContent("{\"region\":[\"in-mumbai\"]}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/seal", LiveServer.JsonContent("{}"), 400, "invalid_request"),
+            (admin, "POST", "/v1/sys/seal", null, 400, "invalid_request"),
+            (admin, "GET", "/v1/sys/audit/in-mumbai/verify?checkpoint=zz", null, 400, "invalid_request"),
+            (admin, "GET", "/v1/sys/audit/in-mumbai/verify?checkpoint=" + new string('z', 64), null, 400, "invalid_request"),
+            (admin, "GET", "/v1/sys/audit/mars/verify", null, 404, "not_found"),
+            (admin, "GET", "/v1/sys/audit/mars/verify?checkpoint=zz", null, 400, "invalid_request"),
+            (admin, "GET", "/v1/sys/audit/mars/export", null, 404, "not_found"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent($"{{\"to\":\"{recipient}\",\"body\":\"hi\",\"ttl_seconds\":\"soon\"}}"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent($"{{\"to\":\"{recipient}\",\"body\":\"hi\",\"ttl_seconds\":0}}"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent($"{{\"to\":\"{recipient}\",\"body\":\"hi\",\"ttl_seconds\":-5}}"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent($"{{\"to\":\"{recipient}\",\"body\":\"hi\",\"ttl_seconds\":1.5}}"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent($"{{\"to\":\"{recipient}\",\"body\":\"hi\",\"ttl_seconds\":99999999999}}"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent("{\"body\":\"hi\",\"ttl_seconds\":60}"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent("{\"to\":\"\",\"body\":\"hi\"}"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent("{\"to\":\"usr_nobody_here\",\"body\":\"hi\",\"ttl_seconds\":60}"), 404, "not_found"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent($"{{\"to\":\"{recipient}\"}}"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent($"{{\"to\":\"{recipient}\",\"body\":\"{new string('b', 5000)}\"}}"), 413, "payload_too_large"),
+            (app, "POST", "/v1/messages", LiveServer.JsonContent("{\"to\":"), 400, "invalid_request"),
+            (app, "POST", "/v1/messages", null, 400, "invalid_request"),
+        ];
+        foreach (var (client, method, path, body, status, code) in cases.Select(x => (c, x.Method, x.Path, x.Body, x.Status, x.Code)).Concat(operatorCases))
         {
-            using var r = await c.SendAsync(new HttpRequestMessage(new HttpMethod(method), path) { Content = body });
+            using var r = await client.SendAsync(new HttpRequestMessage(new HttpMethod(method), path) { Content = body });
             if (status == 0)
             {
                 Assert.True((int)r.StatusCode < 500, $"{method} {path}: {(int)r.StatusCode}");
                 continue;
             }
             var text = await r.Content.ReadAsStringAsync();
-            Assert.True(status == (int)r.StatusCode, $"{method} {path}: expected {status}, got {(int)r.StatusCode} {text}");
-            Assert.Equal("application/problem+json", r.Content.Headers.ContentType?.MediaType);
-            Assert.Equal(code, (string?)JsonNode.Parse(text)!["code"]);
+            var shown = path.Length > 120 ? path[..120] + "…" : path;
+            Assert.True(status == (int)r.StatusCode, $"{method} {shown}: expected {status}, got {(int)r.StatusCode} {text}");
+            Assert.True("application/problem+json" == r.Content.Headers.ContentType?.MediaType, $"{method} {shown}: not problem+json: {text}");
+            var problem = JsonNode.Parse(text)!;
+            Assert.True(code == (string?)problem["code"], $"{method} {shown}: expected code {code}: {text}");
+            Assert.False(string.IsNullOrWhiteSpace((string?)problem["detail"]), $"{method} {shown}: no detail: {text}");
         }
         Assert.Equal(usersBefore, await region.CountUsersAsync());
+        Assert.Equal(operatorsBefore, await RawSql.CountAsync(region.Config.Store, "SELECT COUNT(*) FROM operators"));
+        Assert.Equal(0, await RawSql.CountAsync(region.Config.Store, "SELECT COUNT(*) FROM messages"));
+        Assert.All(s.Deployment.Deployment.Regions.Values, r => Assert.False(r.IsSealed));
         Assert.Equal(0, await RawSql.CountAsync(region.Config.Store, "SELECT COUNT(*) FROM blob_chunks"));
         var stored = (await LiveServer.Json(await c.GetAsync("/v1/me/data/cloud-sync/notes")))["items"]!.AsArray().Select(i => (string)i!["key"]!).ToList();
         Assert.DoesNotContain("big", stored);
@@ -493,7 +590,9 @@ public abstract class HttpContract(string engine)
     public async Task Disk_canary_through_http_nothing_plain_on_disk_or_in_logs()
     {
         await using var s = await Start();
-        const string login = "http-canary-login-Z81@example.in", password = "http-canary-password-55";
+        // Lowercase: logins are normalised (trimmed, lowercased) before anything is derived from them,
+        // so a plaintext login on disk would be the lowercase form; a mixed-case needle could miss it.
+        const string login = "http-canary-login-z81@example.in", password = "http-canary-password-55";
         const string key = "http-canary-key-7QW", content = "http-canary-content-MM3";
         (await s.Http.PostAsJsonAsync("/v1/accounts", new { login, password, country = "IN" })).EnsureSuccessStatusCode();
         var tokens = await LiveServer.Json(await s.Http.PostAsJsonAsync("/v1/auth/token", new { grant_type = "password", login, password, country = "IN" }));
@@ -509,8 +608,11 @@ public abstract class HttpContract(string engine)
         Assert.Equal(content, await c.GetStringAsync($"/v1/me/data/cloud-sync/notes/{key}"));
         await c.GetAsync("/v1/me/data/cloud-sync/notes/does-not-exist-" + key);
 
-        var store = s.Deployment["in-mumbai"].Config.Store;
-        string[] folders = engine == Engines.Sqlite ? [store.Target] : [PostgresServer.Instance.DataDirectory];
+        // Every region's store, not only the user's home: nothing of the user may be anywhere else either (G1).
+        string[] folders = engine == Engines.Sqlite
+            ? [.. s.Deployment.Deployment.Regions.Values.Select(r => r.Config.Store.Target).Distinct()]
+            : [PostgresServer.Instance.DataDirectory];
+        if (engine == Engines.Sqlite) Assert.Equal(["cn-beijing", "in-mumbai", "sg-singapore"], folders.Select(Path.GetFileName).Order(StringComparer.Ordinal));
         if (engine == Engines.Postgres) await PostgresServer.Instance.CheckpointAsync();
         var needles = new[] { login, password, key, content, access, refresh }.Select(Encoding.UTF8.GetBytes).Append(marker).ToList();
         foreach (var file in folders.SelectMany(f => Directory.EnumerateFiles(f, "*", SearchOption.AllDirectories)))
