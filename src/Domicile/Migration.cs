@@ -388,6 +388,9 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         await JournalGroup(id, normal, "fenced", from, to);
         var verified = new List<string>();
         var digests = new Dictionary<string, UserDigest>();
+        var histories = new Dictionary<string, JsonObject>();
+        foreach (var userId in normal) histories[userId] = await from.HistorySummaryAsync(userId, actor);
+        await to.CarryHistoriesAsync([.. histories.Select(h => (h.Key, h.Value))], actor);
         foreach (var userId in normal)
         {
             // One full read after the fence serves both the tail and the source's digest.
@@ -404,7 +407,8 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             {
                 copy = null;
             }
-            if (copy is null || copy.Digest != source.Digest)
+            if (copy is null || copy.Digest != source.Digest
+                || await to.CarriedHistoryDigestAsync(userId, actor) != (string?)histories[userId]["digest"])
             {
                 await to.DiscardIncomingUserAsync(userId, actor);
                 await from.SetUserStateAsync(userId, UserStates.Active, actor, "migration.unfence");
@@ -416,7 +420,11 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             verified.Add(userId);
         }
         if (verified.Count == 0) return;
-        await JournalGroup(id, verified, "verified", from, to, u => new JsonObject { ["digest"] = digests[u].Digest, ["items"] = digests[u].Items, ["bytes"] = digests[u].Bytes });
+        await JournalGroup(id, verified, "verified", from, to, u => new JsonObject
+        {
+            ["digest"] = digests[u].Digest, ["items"] = digests[u].Items, ["bytes"] = digests[u].Bytes,
+            ["audit_entries"] = histories[u]["entries"]!.DeepClone(), ["audit_digest"] = histories[u]["digest"]!.DeepClone(),
+        });
 
         // Switch: the source stops being home first, so there is never a moment with two homes.
         await from.SetUsersStateAsync(verified, UserStates.Moved, actor, "migration.switch", movedTo: to.Id);
@@ -486,6 +494,8 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             // The fence itself took a change number; anything beyond it is a write that got in first.
             if (tail.ChangeSeq > catchUp.ChangeSeq + 1) await to.ImportUserAsync(tail, UserStates.Incoming, actor);
 
+            var history = await from.HistorySummaryAsync(userId, actor);
+            await to.CarryHistoriesAsync([(userId, history)], actor);
             var source = await from.DigestUserAsync(userId);
             UserDigest? copy;
             try
@@ -496,14 +506,18 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             {
                 copy = null; // a copy that does not even decrypt is a mismatch like any other
             }
-            if (copy is null || source.Digest != copy.Digest)
+            if (copy is null || source.Digest != copy.Digest || await to.CarriedHistoryDigestAsync(userId, actor) != (string?)history["digest"])
             {
                 await to.DiscardIncomingUserAsync(userId, actor);
                 await from.SetUserStateAsync(userId, UserStates.Active, actor, "migration.unfence");
                 await Journal(id, userId, "failed", from, to, new JsonObject { ["reason"] = "the copy did not match the source; nothing was switched" });
                 return null;
             }
-            await Journal(id, userId, "verified", from, to, new JsonObject { ["digest"] = source.Digest, ["items"] = source.Items, ["bytes"] = source.Bytes });
+            await Journal(id, userId, "verified", from, to, new JsonObject
+            {
+                ["digest"] = source.Digest, ["items"] = source.Items, ["bytes"] = source.Bytes,
+                ["audit_entries"] = history["entries"]!.DeepClone(), ["audit_digest"] = history["digest"]!.DeepClone(),
+            });
 
             // Switch: the source stops being home first, so there is never a moment with two homes.
             await from.SetUserStateAsync(userId, UserStates.Moved, actor, "migration.switch", movedTo: to.Id);

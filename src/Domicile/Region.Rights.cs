@@ -20,6 +20,29 @@ public sealed partial class Region
     {
         var operators = await Store.ReadAsync(tx => tx.ListOperatorsAsync(), ct);
         var roles = operators.ToDictionary(o => o.Id, o => o.Role);
+        var entries = new List<AccessEntry>();
+        var rows = await AuditAboutAsync(userId, ct);
+        // A migration resumed after a crash may have carried the history twice: the last one counts.
+        var lastCarried = rows.Where(r => r.Action == HistoryAction).GroupBy(r => r.Actor).Select(g => g.Max(r => r.Seq)).ToHashSet();
+        foreach (var r in rows)
+        {
+            if (r.Actor == userId) continue;
+            var details = JsonNode.Parse(r.Details);
+            // Touches recorded in the regions the person lived in before, carried over by the migration.
+            if (r.Action == HistoryAction && lastCarried.Contains(r.Seq) && details?["touches"] is JsonArray carried)
+                foreach (var t in carried.OfType<JsonObject>())
+                    entries.Add(new AccessEntry(DateTimeOffset.Parse((string)t["at"]!, System.Globalization.CultureInfo.InvariantCulture),
+                        (string)t["actor"]!, (string)t["role"]!, (string)t["action"]!, t["details"]?.DeepClone()));
+            entries.Add(new AccessEntry(DateTimeOffset.Parse(r.At, System.Globalization.CultureInfo.InvariantCulture), r.Actor, RoleOf(roles, r.Actor), r.Action, details));
+        }
+        return entries;
+    }
+
+    static string RoleOf(Dictionary<string, string> roles, string actor) =>
+        roles.GetValueOrDefault(actor, actor.StartsWith("migration", StringComparison.Ordinal) ? "migration" : "system");
+
+    async Task<List<AuditRow>> AuditAboutAsync(string userId, CancellationToken ct)
+    {
         var rows = new List<AuditRow>();
         while (true)
         {
@@ -28,11 +51,63 @@ public sealed partial class Region
             rows.AddRange(page);
             if (page.Count < 5000) break;
         }
-        return rows.Where(r => r.Actor != userId)
-            .Select(r => new AccessEntry(DateTimeOffset.Parse(r.At, System.Globalization.CultureInfo.InvariantCulture), r.Actor,
-                roles.GetValueOrDefault(r.Actor, r.Actor == SystemActor ? "system" : r.Actor.StartsWith("migration", StringComparison.Ordinal) ? "migration" : "system"),
-                r.Action, JsonNode.Parse(r.Details)))
-            .ToList();
+        return rows;
+    }
+
+    internal const string HistoryAction = "migration.history";
+
+    /// <summary>
+    /// The summary of a user's audit trail here that a migration carries to the new region: how
+    /// many entries of each action, the span, a digest over the entries' chain hashes, and every
+    /// touch by someone other than the user in full (so the person's access log stays whole).
+    /// The migration's own entries (<paramref name="excludeActor"/>) are left out: they keep growing.
+    /// </summary>
+    internal async Task<JsonObject> HistorySummaryAsync(string userId, string excludeActor, CancellationToken ct = default)
+    {
+        var operators = await Store.ReadAsync(tx => tx.ListOperatorsAsync(), ct);
+        var roles = operators.ToDictionary(o => o.Id, o => o.Role);
+        var actions = new SortedDictionary<string, long>(StringComparer.Ordinal);
+        var touches = new JsonArray();
+        using var h = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        long count = 0;
+        string? first = null, last = null;
+        foreach (var r in await AuditAboutAsync(userId, ct))
+        {
+            if (r.Actor == excludeActor) continue;
+            count++;
+            first ??= r.At;
+            last = r.At;
+            actions[r.Action] = actions.GetValueOrDefault(r.Action) + 1;
+            h.AppendData(Encoding.ASCII.GetBytes(r.Hash));
+            if (r.Actor == userId) continue;
+            if (r.Action == HistoryAction && JsonNode.Parse(r.Details)?["touches"] is JsonArray older)
+                foreach (var t in older) touches.Add(t?.DeepClone());
+            else
+                touches.Add(new JsonObject { ["at"] = r.At, ["actor"] = r.Actor, ["role"] = RoleOf(roles, r.Actor), ["action"] = r.Action, ["details"] = JsonNode.Parse(r.Details), ["region"] = Id });
+        }
+        var actionCounts = new JsonObject();
+        foreach (var (a, n) in actions) actionCounts[a] = n;
+        return new JsonObject
+        {
+            ["from"] = Id, ["entries"] = count, ["first_at"] = first, ["last_at"] = last, ["actions"] = actionCounts,
+            ["digest"] = Convert.ToHexStringLower(h.GetHashAndReset()), ["touches"] = touches,
+        };
+    }
+
+    /// <summary>Records in this region's chain the audit summary a migration brought with each user.</summary>
+    internal Task CarryHistoriesAsync(IReadOnlyList<(string UserId, JsonObject Summary)> histories, string actor, CancellationToken ct = default) =>
+        Store.WriteAsync(async tx =>
+        {
+            foreach (var (userId, summary) in histories) await AuditChain.AppendAsync(tx, Now, actor, HistoryAction, userId, summary);
+            return 0;
+        }, ct);
+
+    /// <summary>The digest of the last audit summary <paramref name="actor"/> recorded here for the user, if any.</summary>
+    internal async Task<string?> CarriedHistoryDigestAsync(string userId, string actor, CancellationToken ct = default)
+    {
+        var rows = await AuditAboutAsync(userId, ct);
+        var mine = rows.LastOrDefault(r => r.Actor == actor && r.Action == HistoryAction);
+        return mine is null ? null : (string?)JsonNode.Parse(mine.Details)?["digest"];
     }
 
     /// <summary>

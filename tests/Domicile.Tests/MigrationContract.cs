@@ -71,6 +71,9 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
         Assert.All(before.Violations, v => Assert.Equal(("IN", "cn-beijing"), (v.Jurisdiction, v.Region)));
         Assert.Equal(6, before.Regions.Single(r => r.Id == "cn-beijing").Jurisdictions["IN"].Users);
 
+        // A touch by someone other than the person, recorded at the old region, must follow them.
+        await d["cn-beijing"].AuditAsync("op_support_7", "support.lookup", indians[0].UserId, new System.Text.Json.Nodes.JsonObject { ["ticket"] = 42 });
+
         var migrator = new Migrator(d.Deployment);
         var plan = await migrator.PlanAsync(new MigrationRequest("IN", null, "in-mumbai"));
         Assert.Equal(6, plan.Users.Count);
@@ -92,6 +95,10 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
             Assert.Equal(2, (await d["in-mumbai"].ConsentHistoryAsync(u.UserId)).Count);
         }
         foreach (var u in chinese) await AssertHolds(d["cn-beijing"], u);
+        var carried = Assert.Single(await d["in-mumbai"].AccessLogAsync(indians[0].UserId), a => a.Action == "support.lookup");
+        Assert.Equal(("op_support_7", 42), (carried.Actor, (int)carried.Details!["ticket"]!));
+        Assert.DoesNotContain(await d["in-mumbai"].AccessLogAsync(indians[1].UserId), a => a.Action == "support.lookup");
+        Assert.Contains(await d["in-mumbai"].AccessLogAsync(indians[1].UserId), a => a.Action == "migration.history");
         Assert.Equal(0, await RawSql.CountAsync(d["cn-beijing"].Config.Store, "SELECT COUNT(*) FROM blob_chunks"));
         Assert.True((await d["cn-beijing"].VerifyAuditAsync()).Ok);
         Assert.True((await d["in-mumbai"].VerifyAuditAsync()).Ok);
