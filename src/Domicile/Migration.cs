@@ -398,15 +398,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             if (full.ChangeSeq > seqs[userId] + 1)
                 await to.ImportUserAsync(full with { Items = [.. full.Items.Where(i => i.Version > seqs[userId])] }, UserStates.Incoming, actor);
             var source = await Region.DigestAsync(full);
-            UserDigest? copy;
-            try
-            {
-                copy = await to.DigestUserAsync(userId);
-            }
-            catch (Keys.TamperedException)
-            {
-                copy = null;
-            }
+            var copy = await CopyDigestAsync(to, full, source);
             if (copy is null || copy.Digest != source.Digest
                 || await to.CarriedHistoryDigestAsync(userId, actor) != (string?)histories[userId]["digest"])
             {
@@ -436,6 +428,26 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         await from.PurgeMovedUsersAsync(verified, to.Id, actor);
         await JournalGroup(id, verified, "purged", from, to);
         foreach (var userId in verified) count(userId, digests[userId]);
+    }
+
+    /// <summary>
+    /// The copy's digest. When it differs, the source may have deleted something without a change
+    /// number (a sweep, a purge) since the copy: the copy drops what the source no longer has and is
+    /// digested again. Altered or extra content stays a mismatch. Null when the copy does not decrypt.
+    /// </summary>
+    static async Task<UserDigest?> CopyDigestAsync(Region to, UserPackage full, UserDigest source)
+    {
+        try
+        {
+            var copy = await to.DigestUserAsync(full.UserId);
+            if (copy.Digest != source.Digest && await to.DropWhatTheSourceNoLongerHasAsync(full))
+                copy = await to.DigestUserAsync(full.UserId);
+            return copy;
+        }
+        catch (Keys.TamperedException)
+        {
+            return null; // a copy that does not even decrypt is a mismatch like any other
+        }
     }
 
     /// <summary>After a refusal mid-group: try the user alone; if that is refused too, leave the user home at the source.</summary>
@@ -490,22 +502,16 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             // Fence: from here writes are refused with a retry hint for the few seconds the tail takes.
             await from.SetUserStateAsync(userId, UserStates.Fenced, actor, "migration.fence");
             await Journal(id, userId, "fenced", from, to);
-            var tail = await from.PackageUserAsync(userId, catchUp.ChangeSeq);
-            // The fence itself took a change number; anything beyond it is a write that got in first.
-            if (tail.ChangeSeq > catchUp.ChangeSeq + 1) await to.ImportUserAsync(tail, UserStates.Incoming, actor);
+            // One full read after the fence serves both the tail and the source's digest. The fence
+            // itself took a change number; anything beyond it is a write that got in first.
+            var full = await from.PackageUserAsync(userId);
+            if (full.ChangeSeq > catchUp.ChangeSeq + 1)
+                await to.ImportUserAsync(full with { Items = [.. full.Items.Where(i => i.Version > catchUp.ChangeSeq)] }, UserStates.Incoming, actor);
 
             var history = await from.HistorySummaryAsync(userId, actor);
             await to.CarryHistoriesAsync([(userId, history)], actor);
-            var source = await from.DigestUserAsync(userId);
-            UserDigest? copy;
-            try
-            {
-                copy = await to.DigestUserAsync(userId);
-            }
-            catch (Keys.TamperedException)
-            {
-                copy = null; // a copy that does not even decrypt is a mismatch like any other
-            }
+            var source = await Region.DigestAsync(full);
+            var copy = await CopyDigestAsync(to, full, source);
             if (copy is null || source.Digest != copy.Digest || await to.CarriedHistoryDigestAsync(userId, actor) != (string?)history["digest"])
             {
                 await to.DiscardIncomingUserAsync(userId, actor);

@@ -204,6 +204,45 @@ public sealed partial class Region
     }
 
     /// <summary>
+    /// Makes an incoming copy hold no more than the source's full package: items, services and
+    /// their keys that the source deleted without a change number (a retention sweep, a
+    /// withdrawal's purge) go here too. Returns whether anything was removed.
+    /// </summary>
+    internal async Task<bool> DropWhatTheSourceNoLongerHasAsync(UserPackage full, CancellationToken ct = default)
+    {
+        using var lease = Lease();
+        var ring = lease.Keys;
+        var userId = full.UserId;
+        var keep = full.Items.Select(i => (i.Service, i.Collection, Convert.ToHexString(ring.BlindIndex("item", userId, i.Service, i.Collection, i.Key)))).ToHashSet();
+        var services = full.Services.Append(AccountService).ToHashSet(StringComparer.Ordinal);
+        var removed = await Store.WriteAsync(async tx =>
+        {
+            if (await tx.GetUserAsync(userId) is not { State: UserStates.Incoming }) return false;
+            var any = false;
+            foreach (var service in await tx.ListDekServicesAsync(userId))
+            {
+                if (services.Contains(service)) continue;
+                await tx.DeleteItemsAsync(userId, service);
+                await tx.DeleteDekAsync(userId, service);
+                any = true;
+            }
+            var drop = new List<ItemRow>();
+            long after = 0;
+            while (true)
+            {
+                var rows = await tx.ChangesAsync(userId, after, 1000);
+                drop.AddRange(rows.Where(r => services.Contains(r.Service) && !keep.Contains((r.Service, r.Collection, Convert.ToHexString(r.KeyIndex)))));
+                if (rows.Count < 1000) break;
+                after = rows[^1].Version;
+            }
+            foreach (var r in drop) await tx.DeleteItemRowAsync(userId, r.Service, r.Collection, r.KeyIndex);
+            return any || drop.Count > 0;
+        }, ct);
+        if (removed) _keys?.ForgetUser(userId);
+        return removed;
+    }
+
+    /// <summary>
     /// One SHA-256 over everything of the user as plaintext: account, consent ledger and state,
     /// every item's place, type, version and content digest (decrypted and hashed, not taken on
     /// trust from the stored head), and messages. Equal digests in two regions mean equal data.

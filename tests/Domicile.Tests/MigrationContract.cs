@@ -154,6 +154,38 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
         }
     }
 
+    [Fact]
+    public async Task A_withdrawal_that_purges_data_mid_migration_is_followed_by_the_copy_not_failed()
+    {
+        await using var d = await Deploy();
+        var indians = await SeedAsync(d, "IN", 2);
+        var src = d["cn-beijing"];
+        var leaver = indians[0].UserId;
+        await src.SetConsentAsync(leaver, "find-device", true, "test");
+        await src.PutAsync(leaver, "find-device", "locations", "last-known", "application/json", Bytes.Stream("{\"lat\":19.07,\"lon\":72.87}"));
+        var options = new MigrationOptions
+        {
+            AtStep = async (step, user) =>
+            {
+                // After the copy, before the fence: no grace period, so the data and its key go at once.
+                if (step == "copied" && user == leaver && (await src.GetConsentsAsync(leaver)).Single(x => x.Service == "find-device").Granted)
+                    await src.SetConsentAsync(leaver, "find-device", false, "test");
+            },
+        };
+        var migrator = new Migrator(d.Deployment, options);
+        var state = await migrator.Run(await migrator.StartAsync(new MigrationRequest("IN", null, "in-mumbai")));
+        Assert.Equal(("done", 2L, 0L), (state.State, state.Done, state.Failed));
+        var dst = d["in-mumbai"];
+        var e = await Assert.ThrowsAsync<DomicileException>(() => dst.GetAsync(leaver, "find-device", "locations", "last-known"));
+        Assert.Equal("not_found", e.Code);
+        Assert.Equal(0, await RawSql.CountAsync(dst.Config.Store, $"SELECT COUNT(*) FROM data_keys WHERE user_id = '{leaver}' AND service = 'find-device'"));
+        foreach (var u in indians)
+        {
+            await AssertHolds(dst, u);
+            await AssertNothingLeftAt(src, u.UserId);
+        }
+    }
+
     [Theory]
     [InlineData("copied")]
     [InlineData("fenced")]

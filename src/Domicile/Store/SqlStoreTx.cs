@@ -337,6 +337,13 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
         return blobs;
     }
 
+    public async Task DeleteItemRowAsync(string userId, string service, string collection, byte[] keyIndex)
+    {
+        if (await GetItemAsync(userId, service, collection, keyIndex) is { BlobId: { } blob }) await DeleteBlobAsync(blob);
+        await Exec("DELETE FROM items WHERE user_id = @u AND service = @s AND collection = @c AND key_index = @k",
+            ("u", userId), ("s", service), ("c", collection), ("k", keyIndex));
+    }
+
     public Task InsertChunkAsync(string blobId, int index, byte[] data, long createdAt) =>
         Exec("INSERT INTO blob_chunks (blob_id, idx, data, created_at) VALUES (@b, @i, @d, @c)", ("b", blobId), ("i", index), ("d", data), ("c", createdAt));
 
