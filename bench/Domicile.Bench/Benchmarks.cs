@@ -20,6 +20,9 @@ namespace Domicile.Bench;
 /// </summary>
 public sealed class Benchmarks(Sizes sizes, TextWriter log)
 {
+    /// <summary>The stores P1 measures (a profile of one engine needs the other left out).</summary>
+    public IReadOnlyList<string> Engines { get; init; } = ["sqlite", "postgres"];
+
     public IEnumerable<(string Id, Func<Task<JsonObject>> Run)> All() =>
     [
         ("P1", P1), ("P2", P2), ("P3", P3), ("P4", P4), ("P5", P5), ("P6", P6),
@@ -72,10 +75,13 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
         return d;
     }
 
-    /// <summary>Runs one warm-up and then <see cref="Sizes.Rounds"/> rounds; returns the median of the rates.</summary>
+    /// <summary>
+    /// Warms up for <see cref="Sizes.WarmUp"/> (long enough for the JIT's optimised tier to replace
+    /// the first code on both sides), then runs <see cref="Sizes.Rounds"/> rounds; returns the median of the rates.
+    /// </summary>
     async Task<double> MedianRate(string what, Func<Task<(long Ops, TimeSpan Time)>> round)
     {
-        await round();
+        await WarmUpAsync(round);
         var rates = new List<double>();
         var cpu = new List<double>();
         using var me = Process.GetCurrentProcess();
@@ -95,6 +101,25 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
         log.WriteLine($"  {what}: {median:N0}/s (rounds {string.Join(", ", rates.Select(r => r.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)))})");
         return median;
     }
+
+    /// <summary>
+    /// Runs rounds for at least <see cref="Sizes.WarmUp"/> and until the JIT has stopped compiling
+    /// (at most 60 s): tiered compilation works in the background on this machine's two cores and
+    /// would otherwise be measured against whichever side has more code.
+    /// </summary>
+    async Task WarmUpAsync(Func<Task> round)
+    {
+        var warm = Stopwatch.StartNew();
+        long before;
+        do
+        {
+            before = System.Runtime.JitInfo.GetCompiledMethodCount();
+            await round();
+        } while (warm.Elapsed < sizes.WarmUp || (System.Runtime.JitInfo.GetCompiledMethodCount() != before && warm.Elapsed < TimeSpan.FromSeconds(60)));
+        log.WriteLine($"  warm-up: {warm.Elapsed.TotalSeconds:N1} s, {System.Runtime.JitInfo.GetCompiledMethodCount():N0} methods compiled so far");
+    }
+
+    async Task WarmUpAsync<T>(Func<Task<T>> round) => await WarmUpAsync(async () => { await round(); });
 
     static JsonObject Ratio(double ours, double baseline, JsonObject? extra = null)
     {
@@ -180,7 +205,7 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
     async Task<JsonObject> P1()
     {
         var result = new JsonObject();
-        foreach (var engine in new[] { "sqlite", "postgres" })
+        foreach (var engine in Engines)
         {
             if (engine == "postgres" && !PostgresAvailable()) { result[engine] = new JsonObject { ["error"] = "PostgreSQL is not installed here" }; continue; }
             var dir = TempDir();
@@ -278,7 +303,7 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             }));
             return (total, sw.Elapsed, latencies.SelectMany(l => l).ToList());
         }
-        await Round(TimeSpan.FromSeconds(1));
+        await Round(sizes.WarmUp);
         var rates = new List<(double Rps, double P99)>();
         for (var i = 0; i < Math.Min(3, sizes.Rounds); i++)
         {

@@ -2,11 +2,12 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Domicile.Bench;
 
-// dotnet run -c Release --project bench/Domicile.Bench -- [--quick] [--json] [--only P1,P2]
+// dotnet run -c Release --project bench/Domicile.Bench -- [--quick] [--json] [--only P1,P2] [--engines sqlite,postgres]
 var quick = args.Contains("--quick");
 var json = args.Contains("--json");
 var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault()?.Split(',').ToHashSet(StringComparer.OrdinalIgnoreCase);
-var bench = new Benchmarks(quick ? Sizes.Quick : Sizes.Full, Console.Error);
+var engines = args.SkipWhile(a => a != "--engines").Skip(1).FirstOrDefault()?.Split(',') ?? ["sqlite", "postgres"];
+var bench = new Benchmarks(quick ? Sizes.Quick : Sizes.Full, Console.Error) { Engines = engines };
 var results = new JsonObject();
 var started = DateTime.UtcNow;
 foreach (var (id, run) in bench.All())
