@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Domicile.Audit;
 using Domicile.Crypto;
+using Domicile.Keys;
 using Domicile.Store;
 using Domicile.Tests.Support;
 
@@ -91,6 +92,26 @@ public abstract class RegionContract(string engine)
 
         Assert.Equal(0, (await r.UnsealProgressAsync()).Progress);
         Assert.DoesNotContain(good[20..], foreign.Message + corrupted.Message + stale.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Shares_that_pass_every_per_share_check_but_combine_to_another_key_are_caught_by_the_key_check_value()
+    {
+        await using var d = await Deploy(unsealed: false);
+        // An insider swaps the stored share digests for those of shares they made themselves: each
+        // forged share now passes on its own, and only the root's key-check value can tell.
+        var forged = Shamir.Split(RandomNumberGenerator.GetBytes(32), 5, 3);
+        var digests = forged.SelectMany(p => SHA256.HashData(Sealing.Aad("share", "in-mumbai", Convert.ToHexString(p)))).ToArray();
+        await RawSql.ExecAsync(d["in-mumbai"].Config.Store, "UPDATE meta SET value = @v WHERE name = 'share_digests'", ("v", digests));
+
+        await using var fresh = Deployment.Open(d.Config);
+        var r = fresh.Region("in-mumbai");
+        Assert.Equal(1, (await r.SubmitShareAsync(ShareCodec.Format("in-mumbai", forged[0]))).Progress);
+        Assert.Equal(2, (await r.SubmitShareAsync(ShareCodec.Format("in-mumbai", forged[1]))).Progress);
+        var wrong = await Refused(() => r.SubmitShareAsync(ShareCodec.Format("in-mumbai", forged[2])));
+        Assert.Contains("do not combine to this region's root key", wrong.Message, StringComparison.Ordinal);
+        Assert.True(r.IsSealed);
+        Assert.Equal(0, (await r.UnsealProgressAsync()).Progress);
     }
 
     // ---- consent --------------------------------------------------------------------------
