@@ -473,6 +473,28 @@ public abstract class RegionContract(string engine)
         var e = await Assert.ThrowsAsync<StoreException>(() => r.Store.CheckSchemaAsync());
         Assert.Contains("newer", e.Message, StringComparison.Ordinal);
         await Assert.ThrowsAsync<StoreException>(() => r.Store.UpgradeAsync());
+        // The message names the region and says what to do, with commands that exist.
+        e = await Assert.ThrowsAsync<StoreException>(() => d.Deployment.CheckSchemasAsync());
+        Assert.StartsWith("region 'in-mumbai': ", e.Message, StringComparison.Ordinal);
+        Assert.Contains("schema version 99, newer than this program's", e.Message, StringComparison.Ordinal);
+        Assert.Contains("run that release", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("domicile upgrade", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_store_never_initialised_is_refused_pointing_at_init()
+    {
+        var dir = Engines.TempDir();
+        try
+        {
+            await using var deployment = Deployment.Open(Engines.Config(engine, dir));
+            var e = await Assert.ThrowsAsync<StoreException>(() => deployment.CheckSchemasAsync());
+            Assert.Matches("^region '[a-z-]+': the (sqlite|postgres) store is not initialised; run 'domicile init' with this configuration first", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     // ---- confidentiality at rest (G3) -----------------------------------------------------
