@@ -120,15 +120,25 @@ public static class SysApi
         return TypedResults.Ok(new KeyRotationResponse(result.Region, result.NewVersion, result.Rewrapped, result.DestroyedVersions));
     }
 
-    /// <summary><c>/.well-known/jwks.json</c>: the signing keys of every unsealed region.</summary>
+    /// <summary>
+    /// <c>/.well-known/jwks.json</c>: the signing key of every region, sealed or not, so receipts and
+    /// migration certificates can be checked at any time (the public keys are kept in each region's store).
+    /// </summary>
     public static IEndpointRouteBuilder MapJwks(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/.well-known/jwks.json", (Deployment deployment) =>
+        app.MapGet("/.well-known/jwks.json", async (Deployment deployment, HttpContext context) =>
         {
             var keys = new List<JsonObject>();
             foreach (var r in deployment.Regions.Values)
             {
-                if (r.Kid is { } kid && r.VerificationKey(kid) is { } key) keys.Add(Jws.PublicJwk(key, kid));
+                try
+                {
+                    if (await r.PublishedJwkAsync(context.RequestAborted) is { } jwk) keys.Add(jwk);
+                }
+                catch (Domicile.Store.StoreException)
+                {
+                    // A region whose store cannot be reached right now is left out; the others are still published.
+                }
             }
             return TypedResults.Ok(new Jwks(keys));
         }).WithTags("Keys").WithSummary("Public keys that sign tokens, receipts and certificates");

@@ -226,6 +226,32 @@ public abstract class HttpContract(string engine)
         await Problem(await c.PutAsJsonAsync("/v1/me/consents/telemetry", new { granted = true }), HttpStatusCode.NotFound, "unknown_service");
     }
 
+    [Fact]
+    public async Task A_sealed_regions_key_stays_in_the_jwks_and_earlier_receipts_still_verify()
+    {
+        await using var s = await Start();
+        var u = await s.UserAsync();
+        using var c = s.Client(u.Access);
+        var receipt = (string)(await LiveServer.Json(await c.PutAsJsonAsync("/v1/me/consents/cloud-sync", new { granted = true })))["receipt"]!;
+        var before = (await LiveServer.Json(await s.Http.GetAsync("/.well-known/jwks.json")))["keys"]!.AsArray().Select(k => k!.AsObject()).ToList();
+        Assert.Equal(3, before.Count);
+
+        using var admin = s.Client(s.AdminToken);
+        foreach (var region in new[] { "in-mumbai", "cn-beijing" })
+            (await admin.PostAsJsonAsync("/v1/sys/seal", new { region })).EnsureSuccessStatusCode();
+        Assert.True(s.Deployment["in-mumbai"].IsSealed);
+
+        var jwks = await s.Http.GetAsync("/.well-known/jwks.json");
+        Assert.Equal(HttpStatusCode.OK, jwks.StatusCode);
+        var after = (await LiveServer.Json(jwks))["keys"]!.AsArray().Select(k => k!.AsObject()).ToList();
+        Assert.Equal(before.Select(k => k.ToJsonString()).Order(StringComparer.Ordinal), after.Select(k => k.ToJsonString()).Order(StringComparer.Ordinal));
+        Assert.Contains(after, k => ((string)k["kid"]!).StartsWith("in-mumbai-", StringComparison.Ordinal));
+        Assert.All(after, k => Assert.False(k.ContainsKey("d"))); // public halves only
+        Assert.True(Jws.TryVerify(receipt, kid => after.FirstOrDefault(k => (string?)k["kid"] == kid) is { } k ? Jws.FromJwk(k) : null, out var payload));
+        Assert.Equal(u.UserId, (string?)payload!["sub"]);
+        Assert.Equal("cloud-sync", (string?)payload["service"]);
+    }
+
     // ---- data -----------------------------------------------------------------------------
 
     [Fact]
