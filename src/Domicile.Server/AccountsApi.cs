@@ -10,12 +10,15 @@ public static class AccountsApi
 {
     public static RouteGroupBuilder MapAccountsApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/v1").WithTags("Accounts");
+        // Bad or oversized JSON, accounts of a region this server does not serve (moved), sealed region.
+        var group = app.MapGroup("/v1").WithTags("Accounts").ProducesProblems(400, 409, 413, 415, 503);
         group.MapPost("/accounts", CreateAccount)
             .Accepts<CreateAccountRequest>("application/json")
+            .ProducesProblems(403) // residency_violation
             .WithSummary("Create an account in the home region of the person's country");
         group.MapPost("/auth/token", Token)
             .Accepts<TokenRequest>("application/json")
+            .ProducesProblems(401)
             .WithSummary("Sign in with a password, or exchange a refresh token (one use each)");
         return group;
     }

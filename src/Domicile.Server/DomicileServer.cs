@@ -52,7 +52,7 @@ public static class DomicileServer
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<Auth>();
         builder.Services.AddSingleton(new UserRateLimiter(deployment.Config.Limits.UserRps));
-        builder.Services.AddOpenApi();
+        builder.Services.AddOpenApi(o => o.AddDomicileTransformers());
         builder.Services.AddHostedService<RetentionSweeper>();
         builder.Services.AddSingleton(options.Migrator ?? new Migrator(deployment));
         builder.Services.AddHostedService<MigrationResumer>();

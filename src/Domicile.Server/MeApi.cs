@@ -12,7 +12,8 @@ public static class MeApi
 {
     public static RouteGroupBuilder MapMeApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/v1/me").WithTags("Me");
+        // Every /v1/me call: a token (401), the account may have moved (409) or its region be sealed (503), per-user rate limit (429).
+        var group = app.MapGroup("/v1/me").WithTags("Me").ProducesProblems(400, 401, 409, 429, 503);
         group.AddEndpointFilter(async (ctx, next) =>
         {
             var http = ctx.HttpContext;
@@ -22,17 +23,20 @@ public static class MeApi
         });
         group.MapGet("/", (Delegate)Me).WithSummary("Who am I: user id, country, home region");
         group.MapGet("/consents", (Delegate)Consents).WithSummary("Consent to every service, granted or not");
-        group.MapPut("/consents/{service}", SetConsent).Accepts<ConsentRequest>("application/json")
+        group.MapPut("/consents/{service}", SetConsent).Accepts<ConsentRequest>("application/json").ProducesProblems(404, 413, 415)
             .WithSummary("Grant or withdraw consent; answered with a receipt signed by the region");
-        group.MapGet("/data/{service}/{collection}", List).WithSummary("List a collection's items (cursor paging)");
+        group.MapGet("/data/{service}/{collection}", List).ProducesProblems(403, 404).WithSummary("List a collection's items (cursor paging)");
         group.MapPut("/data/{service}/{collection}/{**key}", Put).Produces<PutResponse>(201).Produces<PutResponse>(200)
+            .ProducesProblems(403, 404, 413).DescribeItem(OpenApiDocs.Item.Put) // 409 (ETag mismatch) is declared by the group
             .WithSummary("Store an item: any body, Content-Type kept; optional If-Match");
-        group.MapGet("/data/{service}/{collection}/{**key}", Get).Produces(200, contentType: "application/octet-stream")
+        group.MapGet("/data/{service}/{collection}/{**key}", Get).Produces(200, contentType: "application/octet-stream").Produces(304)
+            .ProducesProblems(403, 404).DescribeItem(OpenApiDocs.Item.Get)
             .WithSummary("Read an item back with its Content-Type and ETag");
-        group.MapDelete("/data/{service}/{collection}/{**key}", Delete).WithSummary("Delete an item");
+        group.MapDelete("/data/{service}/{collection}/{**key}", Delete).Produces(204).ProducesProblems(403, 404).DescribeItem(OpenApiDocs.Item.Delete)
+            .WithSummary("Delete an item");
         group.MapGet("/changes", Changes).WithSummary("The sync feed: changes after a cursor");
         group.MapGet("/messages", Messages).WithSummary("Waiting messages; long poll with ?wait=S (capped at 60 s)");
-        group.MapPost("/messages/{id}/ack", Ack).WithSummary("Acknowledge a message: it is deleted");
+        group.MapPost("/messages/{id}/ack", Ack).ProducesProblems(404).WithSummary("Acknowledge a message: it is deleted");
         group.MapGet("/export", (Delegate)Export).Produces(200, contentType: "application/zip").WithSummary("Everything held about me, as a zip");
         group.MapDelete("/", (Delegate)Erase).WithSummary("Erase my account: keys destroyed first, then every row");
         group.MapGet("/access-log", (Delegate)AccessLogOf).WithSummary("Who touched my data, other than me");

@@ -7,7 +7,8 @@ public static class MessagesApi
 {
     public static RouteGroupBuilder MapMessagesApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/v1/messages").WithTags("Messaging");
+        // 403: not a sender, or consent_required (the recipient has not granted cloud-messaging); 404: no such user.
+        var group = app.MapGroup("/v1/messages").WithTags("Messaging").ProducesProblems(400, 401, 403, 404, 413, 415, 503);
         group.MapPost("/", Send).Accepts<SendMessageRequest>("application/json").Produces<MessageSent>(202)
             .WithSummary("Send a message to a user's devices (sender credential); refused without the user's consent");
         return group;

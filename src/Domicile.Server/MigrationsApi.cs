@@ -7,8 +7,8 @@ public static class MigrationsApi
 {
     public static RouteGroupBuilder MapMigrationsApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/v1/sys/migrations").WithTags("Migrations");
-        group.MapPost("/", Start).Accepts<MigrationRequestBody>("application/json")
+        var group = app.MapGroup("/v1/sys/migrations").WithTags("Migrations").ProducesProblems(400, 401, 403, 404, 503);
+        group.MapPost("/", Start).Accepts<MigrationRequestBody>("application/json").ProducesProblems(413, 415)
             .Produces<MigrationResponse>(202).Produces<MigrationPlanResponse>(200)
             .WithSummary("Start a migration of a jurisdiction or a user (admin); dry_run only plans");
         group.MapGet("/", List).WithSummary("Every migration and its state (admin, auditor, support)");

@@ -16,16 +16,24 @@ public static class SysApi
     public static RouteGroupBuilder MapSysApi(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/v1/sys").WithTags("Operators");
+        // Operator-token endpoints: 401 without a valid token, 403 with the wrong role, 503 when no store can vouch for the token.
+        int[] operatorOnly = [400, 401, 403, 503];
+        int[] jsonBody = [413, 415];
         group.MapGet("/health", Health).WithSummary("Regions and whether they are sealed (no token)");
-        group.MapPost("/unseal", Unseal).Accepts<UnsealRequest>("application/json").WithSummary("Submit one custodian share (the share is the credential)");
-        group.MapPost("/seal", Seal).Accepts<SealRequest>("application/json").WithSummary("Wipe a region's keys from memory (admin or custodian)");
-        group.MapPost("/operators", CreateOperator).Accepts<OperatorRequest>("application/json").WithSummary("Create an operator credential (admin)");
-        group.MapGet("/status", Status).WithSummary("Regions, users per region, running migrations (admin, auditor, support)");
-        group.MapGet("/residency", ResidencyReport).WithSummary("Users, items and bytes per region and jurisdiction; violations (admin, auditor)");
-        group.MapGet("/audit/{region}/verify", VerifyAudit).WithSummary("Recompute a region's audit chain (admin, auditor)");
-        group.MapGet("/audit/{region}/export", ExportAudit).Produces(200, contentType: "application/jsonl").WithSummary("The audit log as JSON Lines (admin, auditor)");
-        group.MapPost("/retention/run", RunRetention).WithSummary("One retention sweep now, every region (admin)");
-        group.MapPost("/keys/{region}/rotate", Rotate).WithSummary("New KEK version; re-wrap every DEK; destroy the old version (admin)");
+        group.MapPost("/unseal", Unseal).Accepts<UnsealRequest>("application/json").ProducesProblems([400, 404, 503, .. jsonBody])
+            .WithSummary("Submit one custodian share (the share is the credential)");
+        group.MapPost("/seal", Seal).Accepts<SealRequest>("application/json").ProducesProblems([.. operatorOnly, 404, .. jsonBody])
+            .WithSummary("Wipe a region's keys from memory (admin or custodian)");
+        group.MapPost("/operators", CreateOperator).Accepts<OperatorRequest>("application/json").ProducesProblems([.. operatorOnly, .. jsonBody])
+            .WithSummary("Create an operator credential (admin)");
+        group.MapGet("/status", Status).ProducesProblems(operatorOnly).WithSummary("Regions, users per region, running migrations (admin, auditor, support)");
+        group.MapGet("/residency", ResidencyReport).ProducesProblems(operatorOnly).WithSummary("Users, items and bytes per region and jurisdiction; violations (admin, auditor)");
+        group.MapGet("/audit/{region}/verify", VerifyAudit).ProducesProblems([.. operatorOnly, 404]).WithSummary("Recompute a region's audit chain (admin, auditor)");
+        group.MapGet("/audit/{region}/export", ExportAudit).Produces(200, contentType: "application/jsonl").ProducesProblems([.. operatorOnly, 404])
+            .WithSummary("The audit log as JSON Lines (admin, auditor)");
+        group.MapPost("/retention/run", RunRetention).ProducesProblems(operatorOnly).WithSummary("One retention sweep now, every region (admin)");
+        group.MapPost("/keys/{region}/rotate", Rotate).ProducesProblems([.. operatorOnly, 404, 409])
+            .WithSummary("New KEK version; re-wrap every DEK; destroy the old version (admin)");
         return group;
     }
 
@@ -120,15 +128,25 @@ public static class SysApi
         return TypedResults.Ok(new KeyRotationResponse(result.Region, result.NewVersion, result.Rewrapped, result.DestroyedVersions));
     }
 
-    /// <summary><c>/.well-known/jwks.json</c>: the signing keys of every unsealed region.</summary>
+    /// <summary>
+    /// <c>/.well-known/jwks.json</c>: the signing key of every region, sealed or not, so receipts and
+    /// migration certificates can be checked at any time (the public keys are kept in each region's store).
+    /// </summary>
     public static IEndpointRouteBuilder MapJwks(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/.well-known/jwks.json", (Deployment deployment) =>
+        app.MapGet("/.well-known/jwks.json", async (Deployment deployment, HttpContext context) =>
         {
             var keys = new List<JsonObject>();
             foreach (var r in deployment.Regions.Values)
             {
-                if (r.Kid is { } kid && r.VerificationKey(kid) is { } key) keys.Add(Jws.PublicJwk(key, kid));
+                try
+                {
+                    if (await r.PublishedJwkAsync(context.RequestAborted) is { } jwk) keys.Add(jwk);
+                }
+                catch (Domicile.Store.StoreException)
+                {
+                    // A region whose store cannot be reached right now is left out; the others are still published.
+                }
             }
             return TypedResults.Ok(new Jwks(keys));
         }).WithTags("Keys").WithSummary("Public keys that sign tokens, receipts and certificates");

@@ -60,10 +60,20 @@ public sealed class Deployment : IAsyncDisposable
         return null;
     }
 
-    /// <summary>Checks each region's schema: refuses a store newer than this program or not initialised.</summary>
+    /// <summary>Checks each region's schema: refuses a store not initialised or of another schema version, naming the region.</summary>
     public async Task CheckSchemasAsync(CancellationToken ct = default)
     {
-        foreach (var r in Regions.Values) await r.Store.CheckSchemaAsync(ct);
+        foreach (var r in Regions.Values)
+        {
+            try
+            {
+                await r.Store.CheckSchemaAsync(ct);
+            }
+            catch (StoreException e)
+            {
+                throw new StoreException($"region '{r.Id}': {e.Message}", e);
+            }
+        }
     }
 
     public async ValueTask DisposeAsync()

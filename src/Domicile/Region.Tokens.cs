@@ -72,6 +72,68 @@ public sealed partial class Region
         return await IssueTokensAsync(row.UserId, row.Family, ct);
     }
 
+    const string SigningPublicMeta = "signing_public";
+    volatile PublishedKey? _published;
+
+    /// <summary>The region's public signing key and its JWK, as published whether sealed or not.</summary>
+    sealed record PublishedKey(string Kid, byte[] Spki, JsonObject Jwk);
+
+    string SigningKid(byte[] spki) => Id + "-" + Convert.ToHexStringLower(SHA256.HashData(spki))[..12];
+
+    PublishedKey Publish(byte[] spki)
+    {
+        using var key = ECDsa.Create();
+        key.ImportSubjectPublicKeyInfo(spki, out _);
+        var kid = SigningKid(spki);
+        return new PublishedKey(kid, spki, Jws.PublicJwk(key, kid));
+    }
+
+    /// <summary>
+    /// Stores the public signing key in the region's meta table (stores initialised before it was
+    /// kept there get it at their first unseal) and publishes it. The key that just unsealed is the
+    /// authority: a stored copy that differs from it is replaced, and the replacement audited.
+    /// </summary>
+    async Task RecordSigningPublicKeyAsync(byte[] spki, CancellationToken ct)
+    {
+        var stored = await Store.ReadAsync(tx => tx.GetMetaAsync(SigningPublicMeta), ct);
+        if (stored is null || !stored.AsSpan().SequenceEqual(spki))
+        {
+            await Store.WriteAsync(async tx =>
+            {
+                await tx.SetMetaAsync(SigningPublicMeta, spki);
+                if (stored is not null)
+                    await AuditChain.AppendAsync(tx, Now, SystemActor, "key.signing_public_replaced", Id, new JsonObject { ["kid"] = SigningKid(spki) });
+                return 0;
+            }, ct);
+        }
+        _published = Publish(spki);
+    }
+
+    /// <summary>
+    /// The region's public signing key as a JWK, sealed or not (null when the region is not
+    /// initialised, or was initialised before public keys were kept and has not been unsealed since).
+    /// Receipts, tokens and migration certificates can be checked against it at any time.
+    /// </summary>
+    public async Task<JsonObject?> PublishedJwkAsync(CancellationToken ct = default)
+    {
+        if (_published is { } known) return (JsonObject)known.Jwk.DeepClone();
+        if (await Store.SchemaVersionAsync(ct) == 0) return null;
+        var spki = await Store.ReadAsync(tx => tx.GetMetaAsync(SigningPublicMeta), ct);
+        if (spki is null) return null;
+        PublishedKey published;
+        try
+        {
+            published = Publish(spki);
+        }
+        catch (CryptographicException)
+        {
+            return null; // a damaged copy: published again from the real key at the next unseal
+        }
+        // An unseal in between is the authority; keep what it set.
+        Interlocked.CompareExchange(ref _published, published, null);
+        return (JsonObject)_published!.Jwk.DeepClone();
+    }
+
     /// <summary>The public key for a key id of this region, when it is unsealed.</summary>
     public ECDsa? VerificationKey(string kid)
     {

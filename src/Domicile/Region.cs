@@ -84,6 +84,8 @@ public sealed partial class Region : IAsyncDisposable
                 await tx.SetMetaAsync("share_digests", digests);
                 await tx.SetMetaAsync("blind_key", Sealing.Seal(root, blind, Sealing.Aad("blind-key", Id)));
                 await tx.SetMetaAsync("signing_key", Sealing.Seal(root, pkcs8, Sealing.Aad("signing-key", Id)));
+                // The public half only (SubjectPublicKeyInfo), in clear: it is published even while sealed.
+                await tx.SetMetaAsync(SigningPublicMeta, signing.ExportSubjectPublicKeyInfo());
                 await tx.InsertKekAsync(new KekRow(1, Sealing.Seal(root, kek, KekAad(1)), NowMs));
                 await AuditChain.AppendAsync(tx, Now, SystemActor, "region.init", Id, new JsonObject { ["shares"] = n, ["threshold"] = k, ["kek_version"] = 1 });
                 return 0;
@@ -183,10 +185,12 @@ public sealed partial class Region : IAsyncDisposable
         var signing = ECDsa.Create();
         signing.ImportPkcs8PrivateKey(pkcs8, out _);
         CryptographicOperations.ZeroMemory(pkcs8);
-        var kid = Id + "-" + Convert.ToHexStringLower(SHA256.HashData(signing.ExportSubjectPublicKeyInfo()))[..12];
+        var spki = signing.ExportSubjectPublicKeyInfo();
+        var kid = SigningKid(spki);
         var ring = new KeyRing(root, kekMap, blind, signing, kid);
         var previous = Interlocked.Exchange(ref _keys, ring);
         previous?.BeginSeal();
+        await RecordSigningPublicKeyAsync(spki, ct);
     }
 
     /// <summary>Wipes every key from memory; data requests are refused until the next unseal.</summary>

@@ -100,6 +100,48 @@ public class ConfigTests
     }
 
     [Theory]
+    [InlineData("after_withdrawal: 30d", "after_withdrawal: 999999999d", "services[0].retention.after_withdrawal: '999999999d' is too long; a duration may be at most 36500d")]
+    [InlineData("message_ttl: 90s", "message_ttl: 99999999999999999999s", "services[1].retention.message_ttl: '99999999999999999999s' is too long; a duration may be at most 36500d")]
+    [InlineData("message_ttl: 90s", "message_ttl: 9223372036854775807s", "services[1].retention.message_ttl: '9223372036854775807s' is too long")]
+    [InlineData("after_withdrawal: 30d", "after_withdrawal: 36501d", "services[0].retention.after_withdrawal: '36501d' is too long")]
+    [InlineData("after_withdrawal: 30d", "after_withdrawal: 876001h", "services[0].retention.after_withdrawal: '876001h' is too long")]
+    [InlineData("limits:", "retention: { sweep_interval: 999999999d }\nlimits:", "retention.sweep_interval: '999999999d' is too long")]
+    [InlineData("limits:", "retention: { sweep_interval: 60d }\nlimits:", "retention.sweep_interval: '60d' is too long; sweep at least once a day")]
+    public void Huge_durations_are_refused_naming_the_field(string find, string replace, string expected)
+    {
+        var yaml = Valid.Replace(find, replace, StringComparison.Ordinal);
+        Assert.NotEqual(Valid, yaml);
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(yaml, "/tmp"));
+        Assert.StartsWith(expected, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_longest_allowed_duration_is_36500_days_in_any_unit()
+    {
+        Assert.Equal(TimeSpan.FromDays(36500), ConfigLoader.Duration("36500d", "x"));
+        Assert.Equal(TimeSpan.FromDays(36500), ConfigLoader.Duration("876000h", "x"));
+        Assert.Equal(TimeSpan.FromDays(36500), ConfigLoader.Duration("52560000m", "x"));
+        Assert.Equal(TimeSpan.FromDays(36500), ConfigLoader.Duration("3153600000s", "x"));
+        Assert.StartsWith("x: '3153600001s' is too long", Assert.Throws<ConfigException>(() => ConfigLoader.Duration("3153600001s", "x")).Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("  IN: [in-mumbai]", "  ? {IN: x}\n  : [in-mumbai]", "jurisdictions: each key must be a country code or \"*\", not a mapping (line")]
+    [InlineData("  IN: [in-mumbai]", "  [IN, CN]: [in-mumbai]", "jurisdictions: each key must be a country code or \"*\", not a list (line")]
+    [InlineData("    version: 2", "    version: 2\n    ? [a, b]\n    : x", "services[0]: each key must be a field name, not a list (line")]
+    [InlineData("    version: 2", "    version: 2\n    {a: b}: x", "services[0]: each key must be a field name, not a mapping (line")]
+    [InlineData("    country: CN", "    country: CN\n    [x]: y", "regions[0]: each key must be a field name, not a list (line")]
+    [InlineData("retention: { after_withdrawal: 30d }", "retention: { after_withdrawal: 30d, [x]: y }", "services[0].retention: each key must be a field name, not a list (line")]
+    [InlineData("custody:", "[custody]: 1\ncustody:", "the top level: each key must be a field name, not a list (line")]
+    public void Keys_that_are_mappings_or_lists_are_refused_naming_where(string find, string replace, string expected)
+    {
+        var yaml = Valid.Replace(find, replace, StringComparison.Ordinal);
+        Assert.NotEqual(Valid, yaml);
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(yaml, "/tmp"));
+        Assert.StartsWith(expected, e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData("90s", 90)]
     [InlineData("15m", 900)]
     [InlineData("12h", 43200)]

@@ -226,6 +226,32 @@ public abstract class HttpContract(string engine)
         await Problem(await c.PutAsJsonAsync("/v1/me/consents/telemetry", new { granted = true }), HttpStatusCode.NotFound, "unknown_service");
     }
 
+    [Fact]
+    public async Task A_sealed_regions_key_stays_in_the_jwks_and_earlier_receipts_still_verify()
+    {
+        await using var s = await Start();
+        var u = await s.UserAsync();
+        using var c = s.Client(u.Access);
+        var receipt = (string)(await LiveServer.Json(await c.PutAsJsonAsync("/v1/me/consents/cloud-sync", new { granted = true })))["receipt"]!;
+        var before = (await LiveServer.Json(await s.Http.GetAsync("/.well-known/jwks.json")))["keys"]!.AsArray().Select(k => k!.AsObject()).ToList();
+        Assert.Equal(3, before.Count);
+
+        using var admin = s.Client(s.AdminToken);
+        foreach (var region in new[] { "in-mumbai", "cn-beijing" })
+            (await admin.PostAsJsonAsync("/v1/sys/seal", new { region })).EnsureSuccessStatusCode();
+        Assert.True(s.Deployment["in-mumbai"].IsSealed);
+
+        var jwks = await s.Http.GetAsync("/.well-known/jwks.json");
+        Assert.Equal(HttpStatusCode.OK, jwks.StatusCode);
+        var after = (await LiveServer.Json(jwks))["keys"]!.AsArray().Select(k => k!.AsObject()).ToList();
+        Assert.Equal(before.Select(k => k.ToJsonString()).Order(StringComparer.Ordinal), after.Select(k => k.ToJsonString()).Order(StringComparer.Ordinal));
+        Assert.Contains(after, k => ((string)k["kid"]!).StartsWith("in-mumbai-", StringComparison.Ordinal));
+        Assert.All(after, k => Assert.False(k.ContainsKey("d"))); // public halves only
+        Assert.True(Jws.TryVerify(receipt, kid => after.FirstOrDefault(k => (string?)k["kid"] == kid) is { } k ? Jws.FromJwk(k) : null, out var payload));
+        Assert.Equal(u.UserId, (string?)payload!["sub"]);
+        Assert.Equal("cloud-sync", (string?)payload["service"]);
+    }
+
     // ---- data -----------------------------------------------------------------------------
 
     [Fact]
@@ -568,20 +594,62 @@ public abstract class HttpContract(string engine)
             Assert.DoesNotContain(secret, text, StringComparison.Ordinal);
     }
 
+    // Every method and path of SPEC 6.2 (the item key is the catch-all {key}).
+    static readonly (string Method, string Path)[] SpecEndpoints =
+    [
+        ("post", "/v1/accounts"), ("post", "/v1/auth/token"), ("get", "/v1/me"), ("get", "/v1/me/consents"), ("put", "/v1/me/consents/{service}"),
+        ("put", "/v1/me/data/{service}/{collection}/{key}"), ("get", "/v1/me/data/{service}/{collection}/{key}"),
+        ("get", "/v1/me/data/{service}/{collection}"), ("delete", "/v1/me/data/{service}/{collection}/{key}"), ("get", "/v1/me/changes"),
+        ("get", "/v1/me/messages"), ("post", "/v1/me/messages/{id}/ack"), ("get", "/v1/me/export"), ("delete", "/v1/me"), ("get", "/v1/me/access-log"),
+        ("post", "/v1/messages"),
+        ("get", "/v1/sys/health"), ("post", "/v1/sys/unseal"), ("post", "/v1/sys/seal"), ("get", "/v1/sys/residency"), ("post", "/v1/sys/migrations"),
+        ("get", "/v1/sys/migrations/{id}"), ("get", "/v1/sys/audit/{region}/verify"), ("get", "/v1/sys/audit/{region}/export"),
+        ("post", "/v1/sys/retention/run"), ("post", "/v1/sys/keys/{region}/rotate"), ("post", "/v1/sys/operators"),
+        ("get", "/.well-known/jwks.json"),
+    ];
+
     [Fact]
     public async Task The_openapi_document_describes_every_endpoint()
     {
         await using var s = await Start();
-        var doc = await LiveServer.Json(await s.Http.GetAsync("/openapi/v1.json"));
-        var paths = doc["paths"]!.AsObject().Select(p => p.Key).ToHashSet();
-        foreach (var p in new[] { "/v1/accounts", "/v1/auth/token", "/v1/me", "/v1/me/consents", "/v1/me/consents/{service}", "/v1/me/data/{service}/{collection}",
-                     "/v1/me/changes", "/v1/sys/health", "/v1/sys/unseal", "/v1/sys/seal", "/v1/sys/operators", "/v1/sys/residency", "/v1/sys/status",
-                     "/v1/sys/audit/{region}/verify", "/v1/sys/audit/{region}/export", "/v1/sys/keys/{region}/rotate", "/.well-known/jwks.json" })
-            Assert.Contains(p, paths);
-        Assert.Contains(paths, p => p.StartsWith("/v1/me/data/{service}/{collection}/{", StringComparison.Ordinal));
+        var doc = (await LiveServer.Json(await s.Http.GetAsync("/openapi/v1.json"))).AsObject();
+        var paths = doc["paths"]!.AsObject();
+        foreach (var (method, path) in SpecEndpoints)
+        {
+            Assert.True(paths.ContainsKey(path), $"{path} is missing from the OpenAPI document");
+            Assert.True(paths[path]!.AsObject().ContainsKey(method), $"{method.ToUpperInvariant()} {path} is missing from the OpenAPI document");
+        }
+        Assert.True(paths.ContainsKey("/v1/sys/status"));
         var schemas = doc["components"]!["schemas"]!.AsObject();
         Assert.True(schemas.ContainsKey("TokenResponse"));
         Assert.Contains("access_token", schemas["TokenResponse"]!["properties"]!.AsObject().Select(p => p.Key));
+
+        // Refusals are declared as problem+json, whose schema carries the stable code.
+        var problem = schemas["ProblemDetails"]!.AsObject();
+        Assert.Contains("code", problem["properties"]!.AsObject().Select(p => p.Key));
+        Assert.Contains("code", problem["required"]!.AsArray().Select(x => (string?)x));
+        static JsonObject? ProblemOf(JsonNode operation, string status) =>
+            operation["responses"]?[status]?["content"]?["application/problem+json"]?.AsObject();
+        var put = paths["/v1/me/data/{service}/{collection}/{key}"]!["put"]!;
+        foreach (var status in new[] { "400", "401", "403", "404", "409", "413", "429", "503" })
+        {
+            var content = ProblemOf(put, status);
+            Assert.True(content is not null, $"PUT item does not declare a {status} problem+json answer");
+            Assert.Equal("#/components/schemas/ProblemDetails", (string?)content["schema"]!["$ref"]);
+        }
+        // Every endpoint but the public key set declares at least one problem answer.
+        foreach (var (method, path) in SpecEndpoints.Where(e => e.Path != "/.well-known/jwks.json" && e.Path != "/v1/sys/health"))
+        {
+            var responses = paths[path]![method]!["responses"]!.AsObject();
+            Assert.True(responses.Any(r => r.Value?["content"]?["application/problem+json"] is not null), $"{method.ToUpperInvariant()} {path} declares no problem+json answer");
+        }
+        // The PUT body is any content type, binary; the key, If-Match and the GET's binary answer are declared too.
+        var body = put["requestBody"]!;
+        Assert.Equal(["*/*"], body["content"]!.AsObject().Select(c => c.Key));
+        Assert.Equal(("string", "binary"), ((string?)body["content"]!["*/*"]!["schema"]!["type"], (string?)body["content"]!["*/*"]!["schema"]!["format"]));
+        Assert.Contains(put["parameters"]!.AsArray(), p => (string?)p!["name"] == "key" && (string?)p["in"] == "path");
+        Assert.Contains(put["parameters"]!.AsArray(), p => (string?)p!["name"] == "If-Match" && (string?)p["in"] == "header");
+        Assert.Equal("binary", (string?)paths["/v1/me/data/{service}/{collection}/{key}"]!["get"]!["responses"]!["200"]!["content"]!["*/*"]!["schema"]!["format"]);
     }
 
     // ---- confidentiality through the HTTP path --------------------------------------------

@@ -185,6 +185,57 @@ public abstract class RegionContract(string engine)
     }
 
     [Fact]
+    public async Task The_public_signing_key_is_kept_in_clear_and_published_while_sealed_and_after_a_restart()
+    {
+        await using var d = await Deploy();
+        var r = d["in-mumbai"];
+        var u = await d.UserAsync();
+        var receipt = (await r.SetConsentAsync(u.UserId, "cloud-sync", true, "test")).Receipt;
+        var jwk = r.PublicJwk();
+
+        // What is stored is the SubjectPublicKeyInfo of that key: public, nothing private in clear.
+        var spki = await RawSql.BytesAsync(r.Config.Store, "SELECT value FROM meta WHERE name = 'signing_public'");
+        using (var stored = ECDsa.Create())
+        {
+            stored.ImportSubjectPublicKeyInfo(spki, out var read);
+            Assert.Equal(spki.Length, read);
+            Assert.Throws<CryptographicException>(() => stored.ExportParameters(includePrivateParameters: true));
+            Assert.Equal(jwk.ToJsonString(), Jws.PublicJwk(stored, (string)jwk["kid"]!).ToJsonString());
+        }
+
+        await r.SealAsync("admin-1");
+        Assert.Equal(jwk.ToJsonString(), (await r.PublishedJwkAsync())!.ToJsonString());
+
+        // A restart: a new process opens the stores, every region sealed, and still publishes every key.
+        await using var restarted = Deployment.Open(d.Config);
+        Assert.All(restarted.Regions.Values, x => Assert.True(x.IsSealed));
+        var published = await restarted.Region("in-mumbai").PublishedJwkAsync();
+        Assert.Equal(jwk.ToJsonString(), published!.ToJsonString());
+        using var key = Jws.FromJwk(published)!;
+        Assert.True(Jws.TryVerify(receipt, kid => kid == (string)published["kid"]! ? key : null, out var payload));
+        Assert.Equal(u.UserId, (string?)payload!["sub"]);
+        foreach (var other in new[] { "cn-beijing", "sg-singapore" })
+            Assert.Equal(d[other].PublicJwk().ToJsonString(), (await restarted.Region(other).PublishedJwkAsync())!.ToJsonString());
+    }
+
+    [Fact]
+    public async Task A_store_without_the_public_key_gets_it_back_at_the_next_unseal()
+    {
+        await using var d = await Deploy();
+        var jwk = d["in-mumbai"].PublicJwk();
+        // As a store initialised before public keys were kept would be.
+        await RawSql.ExecAsync(d["in-mumbai"].Config.Store, "DELETE FROM meta WHERE name = 'signing_public'");
+        await using var restarted = Deployment.Open(d.Config);
+        var r = restarted.Region("in-mumbai");
+        Assert.Null(await r.PublishedJwkAsync());
+        foreach (var share in d.Shares["in-mumbai"].Take(3)) await r.SubmitShareAsync(share);
+        Assert.Equal(jwk.ToJsonString(), (await r.PublishedJwkAsync())!.ToJsonString());
+        await r.SealAsync("admin-1");
+        await using var again = Deployment.Open(d.Config);
+        Assert.Equal(jwk.ToJsonString(), (await again.Region("in-mumbai").PublishedJwkAsync())!.ToJsonString());
+    }
+
+    [Fact]
     public async Task Unknown_services_and_unknown_users_are_refused()
     {
         await using var d = await Deploy();
@@ -494,6 +545,28 @@ public abstract class RegionContract(string engine)
         var e = await Assert.ThrowsAsync<StoreException>(() => r.Store.CheckSchemaAsync());
         Assert.Contains("newer", e.Message, StringComparison.Ordinal);
         await Assert.ThrowsAsync<StoreException>(() => r.Store.UpgradeAsync());
+        // The message names the region and says what to do, with commands that exist.
+        e = await Assert.ThrowsAsync<StoreException>(() => d.Deployment.CheckSchemasAsync());
+        Assert.StartsWith("region 'in-mumbai': ", e.Message, StringComparison.Ordinal);
+        Assert.Contains("schema version 99, newer than this program's", e.Message, StringComparison.Ordinal);
+        Assert.Contains("run that release", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("domicile upgrade", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_store_never_initialised_is_refused_pointing_at_init()
+    {
+        var dir = Engines.TempDir();
+        try
+        {
+            await using var deployment = Deployment.Open(Engines.Config(engine, dir));
+            var e = await Assert.ThrowsAsync<StoreException>(() => deployment.CheckSchemasAsync());
+            Assert.Matches("^region '[a-z-]+': the (sqlite|postgres) store is not initialised; run 'domicile init' with this configuration first", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     // ---- confidentiality at rest (G3) -----------------------------------------------------

@@ -99,6 +99,9 @@ public static partial class ConfigLoader
         {
             sweep = Duration(s, "retention.sweep_interval");
             if (sweep <= TimeSpan.Zero) throw new ConfigException("retention.sweep_interval: must be longer than 0s");
+            // The sweeper's timer cannot wait longer than about 49 days, and a long interval would let
+            // records outlive their limits by as much (G5): a day is plenty.
+            if (sweep > TimeSpan.FromDays(1)) throw new ConfigException($"retention.sweep_interval: '{s}' is too long; sweep at least once a day (at most 1d)");
         }
 
         return new DomicileConfig
@@ -113,20 +116,27 @@ public static partial class ConfigLoader
         };
     }
 
-    /// <summary>Parses <c>90s</c>, <c>15m</c>, <c>12h</c>, <c>28d</c>.</summary>
+    /// <summary>The longest duration a configuration may state: 36500 days, about a hundred years.</summary>
+    public const int MaxDurationDays = 36500;
+
+    /// <summary>Parses <c>90s</c>, <c>15m</c>, <c>12h</c>, <c>28d</c>; at most <see cref="MaxDurationDays"/> days.</summary>
     public static TimeSpan Duration(string text, string field)
     {
         var m = DurationPattern().Match(text.Trim());
         if (!m.Success)
-            throw new ConfigException($"{field}: '{text}' is not a duration; write a number and a unit s, m, h or d, such as 90s or 28d");
-        var n = long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
-        return m.Groups[2].Value switch
+            throw new ConfigException($"{field}: '{Redact(text)}' is not a duration; write a number and a unit s, m, h or d, such as 90s or 28d");
+        var perUnit = m.Groups[2].Value switch
         {
-            "s" => TimeSpan.FromSeconds(n),
-            "m" => TimeSpan.FromMinutes(n),
-            "h" => TimeSpan.FromHours(n),
-            _ => TimeSpan.FromDays(n),
+            "s" => 86400L,
+            "m" => 1440L,
+            "h" => 24L,
+            _ => 1L,
         };
+        // The digits may be any length; anything beyond the limit (or beyond a long) is refused here,
+        // before TimeSpan could overflow.
+        if (!long.TryParse(m.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n > MaxDurationDays * perUnit)
+            throw new ConfigException($"{field}: '{Redact(text)}' is too long; a duration may be at most {MaxDurationDays}d (about 100 years)");
+        return TimeSpan.FromSeconds(n * (86400L / perUnit));
     }
 
     static List<RegionConfig> ParseRegions(YamlSequenceNode node, string baseDirectory)
@@ -182,7 +192,7 @@ public static partial class ConfigLoader
         var result = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
         foreach (var (k, v) in node.Children)
         {
-            var code = ((YamlScalarNode)k).Value ?? "";
+            var code = KeyName(k, "jurisdictions", "a country code or \"*\"");
             if (code != "*" && !CountryPattern().IsMatch(code))
                 throw new ConfigException($"jurisdictions.{code}: '{code}' is not an ISO 3166-1 alpha-2 country code (two capital letters) or \"*\"");
             if (v is not YamlSequenceNode seq || seq.Children.Count == 0)
@@ -239,11 +249,20 @@ public static partial class ConfigLoader
     {
         foreach (var key in node.Children.Keys)
         {
-            var name = ((YamlScalarNode)key).Value;
+            var name = KeyName(key, at.Length == 0 ? "the top level" : at.TrimEnd('.'), "a field name");
             if (!names.Contains(name))
                 throw new ConfigException($"{at}{name}: unknown field; expected one of {string.Join(", ", names)}");
         }
     }
+
+    // A YAML key may itself be a mapping or a list ({a: b}: x, ? [a, b] : x); only plain names are meaningful here.
+    static string KeyName(YamlNode key, string where, string expected) => key switch
+    {
+        YamlScalarNode { Value: { } v } => v,
+        YamlScalarNode => "",
+        _ => throw new ConfigException(
+            $"{where}: each key must be {expected}, not a {(key is YamlSequenceNode ? "list" : "mapping")} (line {key.Start.Line}, column {key.Start.Column})"),
+    };
 
     static YamlNode? Child(YamlMappingNode node, string name) =>
         node.Children.TryGetValue(new YamlScalarNode(name), out var v) ? v : null;
@@ -307,6 +326,6 @@ public static partial class ConfigLoader
     [GeneratedRegex("^[A-Z]{2}$")]
     private static partial Regex CountryPattern();
 
-    [GeneratedRegex(@"^(\d{1,9})([smhd])$")]
+    [GeneratedRegex(@"^([0-9]+)([smhd])$")]
     private static partial Regex DurationPattern();
 }

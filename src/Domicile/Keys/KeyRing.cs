@@ -17,6 +17,8 @@ internal sealed class KeyRing
     readonly Dictionary<long, byte[]> _keks;
     readonly byte[] _blindKey;
     readonly ConcurrentDictionary<(string User, string Service), byte[]> _deks = new();
+    // DEKs taken out of the cache while some operation held a lease: zeroed once none does (see Retire).
+    List<byte[]> _retired = [];
     int _leases;
     bool _sealing;
     bool _wiped;
@@ -56,24 +58,47 @@ internal sealed class KeyRing
     /// <summary>Keyed HMAC so equal plaintexts can be found without storing them.</summary>
     public byte[] BlindIndex(params string[] parts) => HMACSHA256.HashData(_blindKey, Sealing.Aad(parts));
 
+    /// <summary>
+    /// The cached DEK itself, not a copy (no allocation on the hot path). The caller must hold a
+    /// lease on this ring for as long as it uses the array and must not keep it beyond: every
+    /// DEK handed out is only zeroed once no lease is held (<see cref="Retire"/>), so a concurrent
+    /// operation never sees its key turn to zeros under it.
+    /// </summary>
     public bool TryGetDek(string user, string service, out byte[] dek) => _deks.TryGetValue((user, service), out dek!);
 
+    /// <summary>Caches an unwrapped DEK; the caller (holding a lease) goes on using the same array.</summary>
     public void CacheDek(string user, string service, byte[] dek)
     {
         if (_deks.Count >= DekCacheLimit)
             foreach (var key in _deks.Keys.Take(DekCacheLimit / 10)) Forget(key.User, key.Service);
-        _deks[(user, service)] = dek;
+        // Two readers may unwrap the same key at once: the first copy stays cached, the other is retired.
+        if (!_deks.TryAdd((user, service), dek)) Retire(dek);
     }
 
+    /// <summary>Drops a cached DEK (destroyed, moved away, or evicted); its bytes are zeroed as soon as no operation can be using them.</summary>
     public void Forget(string user, string service)
     {
-        // Not zeroed here: a concurrent operation may still be using the array; it becomes garbage.
-        _deks.TryRemove((user, service), out _);
+        if (_deks.TryRemove((user, service), out var dek)) Retire(dek);
     }
 
     public void ForgetUser(string user)
     {
         foreach (var key in _deks.Keys.Where(k => k.User == user)) Forget(key.User, key.Service);
+    }
+
+    /// <summary>
+    /// Zeroes a DEK that has left the cache, at once when no lease is held, else when the last lease
+    /// is released: whoever received the array got it under a lease taken before it left the cache,
+    /// and nobody can receive it afterwards. Under a load that never lets the leases drop to zero the
+    /// list is bounded; past the bound an array is left to the garbage collector unzeroed, as before.
+    /// </summary>
+    void Retire(byte[] dek)
+    {
+        lock (this)
+        {
+            if (_leases == 0 || _wiped) CryptographicOperations.ZeroMemory(dek);
+            else if (_retired.Count < DekCacheLimit) _retired.Add(dek);
+        }
     }
 
     public bool TryLease()
@@ -88,11 +113,19 @@ internal sealed class KeyRing
 
     public void Release()
     {
+        List<byte[]>? retired = null;
         lock (this)
         {
             _leases--;
-            if (_sealing && _leases == 0) Wipe();
+            if (_leases == 0)
+            {
+                if (_sealing) Wipe();
+                else if (_retired.Count > 0) (retired, _retired) = (_retired, []);
+            }
         }
+        // Outside the lock: none of these arrays can reach a new lease holder (they left the cache first).
+        if (retired is not null)
+            foreach (var d in retired) CryptographicOperations.ZeroMemory(d);
     }
 
     public void BeginSeal()
@@ -117,6 +150,8 @@ internal sealed class KeyRing
         }
         foreach (var d in _deks.Values) CryptographicOperations.ZeroMemory(d);
         _deks.Clear();
+        foreach (var d in _retired) CryptographicOperations.ZeroMemory(d);
+        _retired.Clear();
         Signing.Dispose();
     }
 

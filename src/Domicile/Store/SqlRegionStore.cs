@@ -71,7 +71,7 @@ public abstract class SqlRegionStore : IRegionStore
         var current = await SchemaVersionAsync(ct);
         var migrations = Migrations(Engine);
         if (current > migrations.Count)
-            throw new StoreException($"the {Engine} store has schema version {current}, newer than this program's {migrations.Count}; upgrade Domicile before using it");
+            throw NewerSchema(current);
         using var slot = await EnterWriteAsync(ct);
         await using var c = await OpenAsync(ct);
         for (var v = current + 1; v <= migrations.Count; v++)
@@ -103,16 +103,23 @@ public abstract class SqlRegionStore : IRegionStore
         }
     }
 
-    /// <summary>Refuses a store whose schema is missing or newer than the code.</summary>
+    /// <summary>
+    /// Refuses a store this program cannot serve: not initialised, or written with another schema
+    /// version. The messages say what to do; there is no in-place upgrade command (SPEC 6.1), so a
+    /// store is served by the release whose schema it has.
+    /// </summary>
     public async Task CheckSchemaAsync(CancellationToken ct = default)
     {
         var v = await SchemaVersionAsync(ct);
-        if (v == 0) throw new StoreException($"the {Engine} store is not initialised; run 'domicile init' first");
-        if (v > CodeSchemaVersion)
-            throw new StoreException($"the {Engine} store has schema version {v}, newer than this program's {CodeSchemaVersion}; upgrade Domicile before using it");
+        if (v == 0)
+            throw new StoreException($"the {Engine} store is not initialised; run 'domicile init' with this configuration first (or check the region's store: setting if it should already exist)");
+        if (v > CodeSchemaVersion) throw NewerSchema(v);
         if (v < CodeSchemaVersion)
-            throw new StoreException($"the {Engine} store has schema version {v}, older than this program's {CodeSchemaVersion}; run 'domicile upgrade'");
+            throw new StoreException($"the {Engine} store has schema version {v}, older than this program's {CodeSchemaVersion}, and this program does not convert stores in place; serve it with the Domicile release that created it");
     }
+
+    StoreException NewerSchema(int version) =>
+        new($"the {Engine} store has schema version {version}, newer than this program's {CodeSchemaVersion}; it was written by a newer Domicile: run that release (or a later one) instead of this one");
 
     public async Task<T> ReadAsync<T>(Func<IStoreTx, Task<T>> work, CancellationToken ct = default)
     {
