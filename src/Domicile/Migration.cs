@@ -277,6 +277,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
                     catch (Exception e) when (Interrupts(e, g.From, to))
                     {
                         Interlocked.Exchange(ref paused, 1);
+                        await UnfenceAsync(g.From, g.Users, actor);
                     }
                 }
             })).ToList();
@@ -447,6 +448,24 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         catch (Keys.TamperedException)
         {
             return null; // a copy that does not even decrypt is a mismatch like any other
+        }
+    }
+
+    /// <summary>
+    /// A paused job must not keep its users fenced until the unseal: those not yet switched are
+    /// home again at the source (the resume copies and fences them afresh). Best effort: the source
+    /// itself may be the region that stopped answering, and then its fences are lifted by the resume.
+    /// </summary>
+    static async Task UnfenceAsync(Region from, IReadOnlyList<string> users, string actor)
+    {
+        try
+        {
+            foreach (var u in users)
+                if (await from.GetAccountAsync(u) is { State: UserStates.Fenced })
+                    await from.SetUserStateAsync(u, UserStates.Active, actor, "migration.unfence");
+        }
+        catch (Exception e) when (e is DomicileException or Store.StoreException)
+        {
         }
     }
 
