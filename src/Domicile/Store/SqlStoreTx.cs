@@ -265,14 +265,16 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
                 if (await GetItemAsync(userId, service, c, k) is { } one) found.Add(one);
                 continue;
             }
-            // One statement per collection: equality on the key's prefix lets the index seek each key.
+            // One statement per collection, one index seek per key. An IN list would let the planner,
+            // without statistics yet on a young table, seek the user's collection and filter every
+            // row of it against the list; the lateral subquery leaves it nothing but the full key.
             foreach (var byCollection in places.Skip(at).Take(step).GroupBy(p => p.Collection))
             {
-                var keys = byCollection.Select(p => p.KeyIndex).ToList();
-                var args = new List<(string, object?)> { ("u", userId), ("s", service), ("c", byCollection.Key) };
-                args.AddRange(keys.Select((k, n) => ($"k{n}", (object?)k)));
-                var list = string.Join(", ", keys.Select((_, n) => $"@k{n}"));
-                found.AddRange(await Query($"SELECT {ItemColumns} FROM items WHERE user_id = @u AND service = @s AND collection = @c AND key_index IN ({list}){Update}", MapItem, [.. args]));
+                var keys = byCollection.Select(p => p.KeyIndex).ToArray();
+                found.AddRange(await Query($"""
+                    SELECT {ItemColumns} FROM unnest(@k::bytea[]) AS wanted(k),
+                      LATERAL (SELECT {ItemColumns} FROM items WHERE user_id = @u AND service = @s AND collection = @c AND key_index = wanted.k OFFSET 0{Update}) i
+                    """, MapItem, ("u", userId), ("s", service), ("c", byCollection.Key), ("k", keys)));
             }
         }
         return found;
