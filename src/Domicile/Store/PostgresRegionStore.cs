@@ -17,7 +17,7 @@ public sealed class PostgresRegionStore : SqlRegionStore
     }
 
     public override string Engine => "postgres";
-    protected internal override int RowsPerStatement => 50;
+    protected internal override int RowsPerStatement => 1000;
     protected internal override bool PositionalParameters => true;
     protected internal override string LockShare => " FOR SHARE";
     protected internal override string LockUpdate => " FOR UPDATE";

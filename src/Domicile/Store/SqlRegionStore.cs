@@ -21,7 +21,7 @@ public abstract class SqlRegionStore : IRegionStore
     protected abstract Task CreateIfMissingAsync(CancellationToken ct);
 
     /// <summary>
-    /// Rows per multi-row statement: a server engine saves a round trip per row; in-process
+    /// Rows per batched statement (arrays per column): a server engine saves a round trip per row; in-process
     /// SQLite is fastest with one prepared single-row statement reused.
     /// </summary>
     protected internal virtual int RowsPerStatement => 1;

@@ -298,23 +298,25 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
             foreach (var row in rows) await UpsertItemAsync(row);
             return;
         }
+        // A server engine takes the whole batch as one array per column: one statement text for
+        // every batch size, twelve parameters however many rows.
         for (var at = 0; at < rows.Count; at += perStatement)
         {
             var chunk = rows.Skip(at).Take(perStatement).ToList();
-            var values = string.Join(", ", chunk.Select((_, r) => "(" + string.Join(", ", Enumerable.Range(0, 12).Select(c => $"@p{r}_{c}")) + ")"));
-            var args = new List<(string, object?)>(chunk.Count * 12);
-            for (var r = 0; r < chunk.Count; r++)
-            {
-                var i = chunk[r];
-                object?[] v = [i.UserId, i.Service, i.Collection, i.KeyIndex, i.Head, i.Content, i.BlobId, i.Size, i.Version, i.Deleted, i.CreatedAt, i.UpdatedAt];
-                for (var c = 0; c < 12; c++) args.Add(($"p{r}_{c}", v[c]));
-            }
             await Exec($"""
-                INSERT INTO items ({ItemColumns}) VALUES {values}
+                INSERT INTO items ({ItemColumns})
+                SELECT * FROM unnest(@u::text[], @s::text[], @c::text[], @k::bytea[], @h::bytea[], @ct::bytea[], @b::text[],
+                                     @sz::bigint[], @v::bigint[], @d::bigint[], @ca::bigint[], @ua::bigint[])
                 ON CONFLICT (user_id, service, collection, key_index) DO UPDATE SET
                   head = excluded.head, content = excluded.content, blob_id = excluded.blob_id, size = excluded.size,
                   version = excluded.version, deleted = excluded.deleted, updated_at = excluded.updated_at
-                """, [.. args]);
+                """,
+                ("u", chunk.Select(i => i.UserId).ToArray()), ("s", chunk.Select(i => i.Service).ToArray()),
+                ("c", chunk.Select(i => i.Collection).ToArray()), ("k", chunk.Select(i => i.KeyIndex).ToArray()),
+                ("h", chunk.Select(i => i.Head).ToArray()), ("ct", chunk.Select(i => i.Content).ToArray()),
+                ("b", chunk.Select(i => i.BlobId).ToArray()), ("sz", chunk.Select(i => i.Size).ToArray()),
+                ("v", chunk.Select(i => i.Version).ToArray()), ("d", chunk.Select(i => i.Deleted ? 1L : 0L).ToArray()),
+                ("ca", chunk.Select(i => i.CreatedAt).ToArray()), ("ua", chunk.Select(i => i.UpdatedAt).ToArray()));
         }
     }
 
