@@ -105,6 +105,159 @@ public abstract class RightsContract(string engine)
         Assert.Contains(access, a => a.Action == "key.dek_destroyed" && a.Actor == "system");
     }
 
+    static async Task<List<Store.AuditRow>> AuditAsync(Region r)
+    {
+        var rows = new List<Store.AuditRow>();
+        await foreach (var row in r.ReadAuditAsync()) rows.Add(row);
+        return rows;
+    }
+
+    /// <summary>What the sweep can delete in a region, counted in the store itself.</summary>
+    static async Task<(long Messages, long FindDeviceItems, long DataKeys)> StoredAsync(Region r) =>
+        (await RawSql.CountAsync(r.Config.Store, "SELECT COUNT(*) FROM messages"),
+         await RawSql.CountAsync(r.Config.Store, "SELECT COUNT(*) FROM items WHERE service = 'find-device'"),
+         await RawSql.CountAsync(r.Config.Store, "SELECT COUNT(*) FROM data_keys"));
+
+    /// <summary>
+    /// Sweeps once and checks the one <c>retention.sweep</c> entry it writes: by the system, about the
+    /// region, with per-service counts equal to the sweep's result, to <paramref name="expected"/>
+    /// and to what actually left the store.
+    /// </summary>
+    static async Task SweepAndCheckAsync(TestDeployment d, Region r, Dictionary<string, (long Messages, long Items, long WithdrawnUsers)> expected, params string[] userIds)
+    {
+        var before = await AuditAsync(r);
+        var othersBefore = new Dictionary<string, int>();
+        foreach (var other in d.Deployment.Regions.Values.Where(o => o != r)) othersBefore[other.Id] = (await AuditAsync(other)).Count;
+        var stored = await StoredAsync(r);
+
+        var result = await r.SweepAsync();
+
+        var added = (await AuditAsync(r)).Skip(before.Count).ToList();
+        var entry = Assert.Single(added, a => a.Action == "retention.sweep");
+        Assert.Equal(("system", r.Id), (entry.Actor, entry.Subject));
+        Assert.Same(entry, added[^1]); // written after everything it counts
+        foreach (var other in d.Deployment.Regions.Values.Where(o => o != r))
+            Assert.Equal(othersBefore[other.Id], (await AuditAsync(other)).Count); // a region's sweep writes nothing elsewhere
+        foreach (var user in userIds) Assert.DoesNotContain(user, entry.Details, StringComparison.Ordinal); // counts, no one's id
+
+        var details = JsonNode.Parse(entry.Details)!.AsObject();
+        Assert.Equal(result.OrphanChunks, (long)details["orphan_chunks"]!);
+        Assert.Equal(d.Config.Services.Select(s => s.Id).Order().Append("orphan_chunks").Order(), details.Select(p => p.Key).Order());
+        foreach (var svc in d.Config.Services)
+        {
+            var want = expected.GetValueOrDefault(svc.Id);
+            var inEntry = details[svc.Id]!;
+            Assert.Equal(want, ((long)inEntry["messages"]!, (long)inEntry["items"]!, (long)inEntry["withdrawn_users"]!));
+            Assert.Equal(want, (result.Services[svc.Id].Messages, result.Services[svc.Id].Items, result.Services[svc.Id].WithdrawnUsers));
+        }
+
+        // The counts are what left the store: messages and find-device items deleted, one data key per withdrawn user destroyed.
+        var now = await StoredAsync(r);
+        Assert.Equal(expected.Values.Sum(e => e.Messages), stored.Messages - now.Messages);
+        Assert.Equal(expected.GetValueOrDefault("find-device").Items, stored.FindDeviceItems - now.FindDeviceItems);
+        Assert.Equal(expected.Values.Sum(e => e.WithdrawnUsers), stored.DataKeys - now.DataKeys);
+        Assert.True((await r.VerifyAuditAsync()).Ok);
+    }
+
+    [Fact]
+    public async Task A_sweep_writes_one_audit_entry_about_the_region_with_what_it_deleted()
+    {
+        var clock = new ManualTime(DateTimeOffset.UtcNow);
+        await using var d = await TestDeployment.CreateAsync(engine, time: clock);
+        var r = d["in-mumbai"];
+        var a = await d.UserAsync(consents: ["cloud-sync", "cloud-messaging", "find-device"]);
+        var b = await d.UserAsync(consents: ["cloud-sync", "cloud-messaging", "find-device"]);
+        var c = await d.UserAsync(consents: ["cloud-sync", "cloud-messaging"]);
+        var ids = new[] { a.UserId, b.UserId, c.UserId };
+
+        // Day 0: three fixes of two people (find-device max_age 7 d), two messages with a one-minute
+        // TTL and one capped at 28 d; c leaves cloud-sync (grace 30 d) and cloud-messaging (grace 0 d:
+        // deleted at the withdrawal itself, so no sweep counts it).
+        await r.PutAsync(a.UserId, "find-device", "fixes", "1", null, Bytes.Stream("19.07,72.87"));
+        await r.PutAsync(a.UserId, "find-device", "fixes", "2", null, Bytes.Stream("19.08,72.88"));
+        await r.PutAsync(b.UserId, "find-device", "fixes", "1", null, Bytes.Stream("28.61,77.20"));
+        await r.PutAsync(b.UserId, "cloud-sync", "notes", "n", null, Bytes.Stream("b's note"));
+        await r.PutAsync(c.UserId, "cloud-sync", "notes", "n", null, Bytes.Stream("c's note"));
+        await r.SendMessageAsync("op_app", a.UserId, "one minute", 60);
+        await r.SendMessageAsync("op_app", b.UserId, "one minute too", 60);
+        await r.SendMessageAsync("op_app", b.UserId, "capped at 28 days", 365 * 24 * 3600);
+        await r.SetConsentAsync(c.UserId, "cloud-sync", false, "test");
+        await r.SetConsentAsync(c.UserId, "cloud-messaging", false, "test");
+        clock.Advance(TimeSpan.FromDays(6));
+        await r.PutAsync(a.UserId, "find-device", "fixes", "recent", null, Bytes.Stream("19.09,72.89"));
+        clock.Advance(TimeSpan.FromDays(1) + TimeSpan.FromMinutes(1));
+
+        // Day 7: the old fixes and the one-minute messages go; c's grace runs on.
+        await SweepAndCheckAsync(d, r, new()
+        {
+            ["cloud-messaging"] = (2, 0, 0),
+            ["find-device"] = (0, 3, 0),
+        }, ids);
+        await using (var kept = await r.GetAsync(c.UserId, "cloud-sync", "notes", "n")) Assert.Equal("c's note", await Bytes.TextAsync(kept.Content));
+        await r.SetConsentAsync(b.UserId, "cloud-sync", false, "test");
+
+        // Nothing is left to delete: the next sweep still writes its one entry, with zeros.
+        await SweepAndCheckAsync(d, r, [], ids);
+
+        // Day 31: the capped message, the recent fix and c's cloud-sync data go; b's grace (from day 7) runs on.
+        clock.Advance(TimeSpan.FromDays(24));
+        await SweepAndCheckAsync(d, r, new()
+        {
+            ["cloud-messaging"] = (1, 0, 0),
+            ["find-device"] = (0, 1, 0),
+            ["cloud-sync"] = (0, 0, 1),
+        }, ids);
+        Assert.Equal(0, await RawSql.CountAsync(r.Config.Store, $"SELECT COUNT(*) FROM items WHERE user_id = '{c.UserId}'"));
+        await using (var kept = await r.GetAsync(b.UserId, "cloud-sync", "notes", "n")) Assert.Equal("b's note", await Bytes.TextAsync(kept.Content));
+
+        // Day 38: b's grace is over too; c, already gone, is not counted again.
+        clock.Advance(TimeSpan.FromDays(7));
+        await SweepAndCheckAsync(d, r, new() { ["cloud-sync"] = (0, 0, 1) }, ids);
+        Assert.Equal(0, await RawSql.CountAsync(r.Config.Store, $"SELECT COUNT(*) FROM items WHERE user_id = '{b.UserId}' AND service = 'cloud-sync'"));
+    }
+
+    [Fact]
+    public async Task The_server_sweeps_by_itself_every_sweep_interval()
+    {
+        var clock = new ManualTime(DateTimeOffset.UtcNow);
+        await using var server = await LiveServer.StartAsync(engine, sweepInterval: "1s", time: clock);
+        Assert.Equal(TimeSpan.FromSeconds(1), server.Deployment.Config.SweepInterval);
+        var r = server.Deployment["in-mumbai"];
+        var (user, access, _) = await server.UserAsync("IN", consents: ["cloud-sync", "cloud-messaging", "find-device"]);
+        using (var me = server.Client(access))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.Created, (await me.PutAsync("/v1/me/data/find-device/fixes/old", new StringContent("19.07,72.87"))).StatusCode);
+            Assert.Equal(System.Net.HttpStatusCode.Created, (await me.PutAsync("/v1/me/data/cloud-sync/notes/kept", new StringContent("no max_age"))).StatusCode);
+        }
+        using (var sender = server.Client(await server.OperatorAsync("sender")))
+            Assert.Equal(System.Net.HttpStatusCode.Accepted, (await sender.PostAsync("/v1/messages",
+                LiveServer.JsonContent($$"""{"to":"{{user}}","body":"expires in a minute","ttl_seconds":60}"""))).StatusCode);
+        Task<long> Count(string table, string service) => RawSql.CountAsync(r.Config.Store,
+            table == "messages" ? $"SELECT COUNT(*) FROM messages WHERE user_id = '{user}'" : $"SELECT COUNT(*) FROM items WHERE user_id = '{user}' AND service = '{service}'");
+
+        // Let the sweeper run a few times on fresh data: it deletes nothing before the limits.
+        await Task.Delay(TimeSpan.FromSeconds(2.5));
+        Assert.Equal((1L, 1L), (await Count("messages", ""), await Count("items", "find-device")));
+
+        // Past the message's TTL and the fix's max_age; no one calls the sweep.
+        clock.Advance(TimeSpan.FromDays(7) + TimeSpan.FromMinutes(1));
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while ((await Count("messages", "") > 0 || await Count("items", "find-device") > 0) && DateTime.UtcNow < deadline)
+            await Task.Delay(100);
+        Assert.Equal((0L, 0L), (await Count("messages", ""), await Count("items", "find-device")));
+        Assert.Equal(1, await Count("items", "cloud-sync"));
+
+        // It was the background sweeper: entries by the system, and they add up to what went.
+        var sweeps = (await AuditAsync(r)).Where(a => a.Action == "retention.sweep").Select(a => (a.Actor, Details: JsonNode.Parse(a.Details)!)).ToList();
+        Assert.True(sweeps.Count >= 3, $"the sweeper should have run every second, ran {sweeps.Count} times");
+        Assert.All(sweeps, s => Assert.Equal("system", s.Actor));
+        Assert.Equal(1, sweeps.Sum(s => (long)s.Details["cloud-messaging"]!["messages"]!));
+        Assert.Equal(1, sweeps.Sum(s => (long)s.Details["find-device"]!["items"]!));
+        Assert.Contains(await r.AccessLogAsync(user), e => e.Action == "retention.expired" && e.Actor == "system");
+        foreach (var other in server.Deployment.Deployment.Regions.Values.Where(o => o != r))
+            Assert.Contains(await AuditAsync(other), a => a.Action == "retention.sweep"); // every region is swept
+    }
+
     [Fact]
     public async Task Export_holds_every_stored_byte()
     {

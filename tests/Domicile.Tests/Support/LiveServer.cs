@@ -29,12 +29,17 @@ public sealed class LiveServer : IAsyncDisposable
     public LogCapture Logs { get; }
     public string AdminToken { get; private set; } = "";
 
-    public static async Task<LiveServer> StartAsync(string engine, bool unsealed = true, long maxItemBytes = 64L * 1024 * 1024, int userRps = 0)
+    /// <param name="sweepInterval">When set, the YAML gets <c>retention: { sweep_interval: … }</c> (for instance <c>1s</c>), so the server's background sweeper runs that often.</param>
+    /// <param name="time">The regions' clock (a <see cref="ManualTime"/> lets a test age data); the server's own timers stay on real time.</param>
+    public static async Task<LiveServer> StartAsync(string engine, bool unsealed = true, long maxItemBytes = 64L * 1024 * 1024, int userRps = 0,
+        string? sweepInterval = null, TimeProvider? time = null)
     {
         var dir = Engines.TempDir();
-        var config = Engines.Config(engine, dir, maxItemBytes: maxItemBytes);
+        var config = sweepInterval is null
+            ? Engines.Config(engine, dir, maxItemBytes: maxItemBytes)
+            : Config.ConfigLoader.Parse(Engines.Yaml(engine, dir, maxItemBytes: maxItemBytes) + $"\nretention: {{ sweep_interval: {sweepInterval} }}\n", dir);
         if (userRps > 0) config = WithRps(config, userRps);
-        var deployment = Domicile.Deployment.Open(config);
+        var deployment = Domicile.Deployment.Open(config, time: time);
         var init = await deployment.InitializeWithAdminAsync(stayUnsealed: unsealed);
         var td = new TestDeployment { Deployment = deployment, Shares = init.Shares, Dir = dir };
         var logs = new LogCapture();
@@ -52,7 +57,7 @@ public sealed class LiveServer : IAsyncDisposable
     static Config.DomicileConfig WithRps(Config.DomicileConfig c, int rps) => new()
     {
         Regions = c.Regions, Jurisdictions = c.Jurisdictions, Services = c.Services, Custody = c.Custody,
-        Limits = c.Limits with { UserRps = rps }, BaseDirectory = c.BaseDirectory,
+        Limits = c.Limits with { UserRps = rps }, SweepInterval = c.SweepInterval, BaseDirectory = c.BaseDirectory,
     };
 
     public HttpClient Client(string? token = null)
