@@ -25,7 +25,8 @@ public sealed partial class Region
         foreach (var svc in Policy.Services)
         {
             long messages = 0, items = 0, users = 0;
-            if (svc.Id == MessagingService || svc.Retention.MessageTtl is not null)
+            // Messages exist only for the messaging service; each carries its own expiry.
+            if (svc.Id == MessagingService)
                 messages = await Store.WriteAsync(tx => tx.DeleteExpiredMessagesAsync(now.ToUnixTimeMilliseconds()), ct);
             if (svc.Retention.MaxAge is { } maxAge)
                 items = await Store.WriteAsync(async tx =>
@@ -42,16 +43,18 @@ public sealed partial class Region
                 var batch = await Store.ReadAsync(tx => tx.WithdrawnBeforeAsync(svc.Id, before, 500), ct);
                 foreach (var user in batch)
                 {
-                    await Store.WriteAsync(async tx =>
+                    var purged = await Store.WriteAsync(async tx =>
                     {
                         // Re-checked inside the write: a re-grant that raced the sweep keeps the data.
                         var state = await tx.GetConsentStateAsync(user, svc.Id);
-                        if (state is { Granted: false } && state.At < before) await PurgeServiceAsync(tx, user, svc.Id, "retention", now);
-                        return 0;
+                        if (state is not { Granted: false } || state.At >= before) return false;
+                        await PurgeServiceAsync(tx, user, svc.Id, "retention", now);
+                        return true;
                     }, ct);
+                    if (!purged) continue;
                     _keys?.Forget(user, svc.Id);
+                    users++;
                 }
-                users += batch.Count;
                 if (batch.Count < 500) break;
             }
             services[svc.Id] = new ServiceSweep(messages, items, users);
