@@ -303,7 +303,7 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             }));
             return (total, sw.Elapsed, latencies.SelectMany(l => l).ToList());
         }
-        await Round(sizes.WarmUp);
+        await WarmUpAsync(() => Round(TimeSpan.FromSeconds(1)));
         var rates = new List<(double Rps, double P99)>();
         for (var i = 0; i < Math.Min(3, sizes.Rounds); i++)
         {
