@@ -10,17 +10,25 @@ namespace Domicile.Tests;
 /// <summary>After a migration, requests aimed at the old region are routed (embedded) or answered `moved` (one region per process).</summary>
 public sealed class MovedTests
 {
+    /// <summary>An Indian user still in cn-beijing, as an older policy left them, with one note.</summary>
+    static async Task<(string Id, UserPackage Package)> SeedInBeijingAsync(TestDeployment d, string login)
+    {
+        var hash = await PasswordHasher.HashAsync("moving password");
+        var id = Region.NewId();
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var pkg = new UserPackage(id, login, hash, "IN", now, 1,
+            [new(0, id, "cloud-sync", 1, true, now, "seed")], [new(id, "cloud-sync", 1, true, now)], ["cloud-sync"],
+            [new PackagedItem("cloud-sync", "notes", "n", "text/plain", 1, false, 5, now, now, "hello"u8.ToArray(), null)], []);
+        await d["cn-beijing"].ImportUserAsync(pkg, UserStates.Active, "seed");
+        return (id, pkg);
+    }
+
     [Fact]
     public async Task Stale_tokens_follow_the_user_or_learn_where_they_moved()
     {
         await using var s = await LiveServer.StartAsync(Engines.Sqlite);
         var d = s.Deployment;
-        var hash = await PasswordHasher.HashAsync("moving password");
-        var id = Region.NewId();
-        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        await d["cn-beijing"].ImportUserAsync(new UserPackage(id, "mover@example.in", hash, "IN", now, 1,
-            [new(0, id, "cloud-sync", 1, true, now, "seed")], [new(id, "cloud-sync", 1, true, now)], ["cloud-sync"],
-            [new PackagedItem("cloud-sync", "notes", "n", "text/plain", 1, false, 5, now, now, "hello"u8.ToArray(), null)], []), UserStates.Active, "seed");
+        var (id, _) = await SeedInBeijingAsync(d, "mover@example.in");
 
         // Signed in while still in cn-beijing: the token is signed by cn-beijing.
         var tokens = await LiveServer.Json(await s.Http.PostAsJsonAsync("/v1/auth/token", new { grant_type = "password", login = "mover@example.in", password = "moving password", country = "IN" }));
@@ -73,13 +81,7 @@ public sealed class MovedTests
     {
         await using var s = await LiveServer.StartAsync(Engines.Sqlite);
         var d = s.Deployment;
-        var hash = await PasswordHasher.HashAsync("moving password");
-        var id = Region.NewId();
-        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        var pkg = new UserPackage(id, "switching@example.in", hash, "IN", now, 1,
-            [new(0, id, "cloud-sync", 1, true, now, "seed")], [new(id, "cloud-sync", 1, true, now)], ["cloud-sync"],
-            [new PackagedItem("cloud-sync", "notes", "n", "text/plain", 1, false, 5, now, now, "hello"u8.ToArray(), null)], []);
-        await d["cn-beijing"].ImportUserAsync(pkg, UserStates.Active, "seed");
+        var (id, pkg) = await SeedInBeijingAsync(d, "switching@example.in");
         var tokens = await LiveServer.Json(await s.Http.PostAsJsonAsync("/v1/auth/token", new { grant_type = "password", login = "switching@example.in", password = "moving password", country = "IN" }));
         using var device = s.Client((string)tokens["access_token"]!);
 
