@@ -32,6 +32,9 @@ public static class Report
             var r = (double)ratio;
             w.WriteLine($"{id,-4} {measure,-50} {(double)node["ours_per_s"]!,12:N0} {(double)node["baseline_per_s"]!,12:N0} {r,8:N2} {target,8}  {(holds(r) ? "yes" : "NO")}");
         }
+        foreach (var engine in new[] { "sqlite", "postgres" })
+            if (results["P1"]?[engine]?["schema_floor_ratio"] is { } floor)
+                w.WriteLine($"P1   {engine}: raw inserts into the vault's table shape / plain inserts: {(double)floor:N2} (the schema's own cost; no target)");
         if (results["P2"]?["p99_ms"] is { } p99) w.WriteLine($"P2   p99 latency at 64 connections: {(double)p99:N2} ms (target ≤ 10 ms)  {((double)p99 <= 10 ? "yes" : "NO")}");
         if (results["P5"]?["rss_mb"] is { } rss) w.WriteLine($"P5   process RSS: {(double)rss:N0} MB (target ≤ 300 MB)  {((double)rss <= 300 ? "yes" : "NO")}");
         if (results["P6"]?["seconds"] is { } s) w.WriteLine($"P6   last unseal share → serving: {(double)s:N3} s (target ≤ 1 s)  {((double)s <= 1 ? "yes" : "NO")}");
