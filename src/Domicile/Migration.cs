@@ -377,7 +377,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
                 continue;
             }
             await to.ImportUserAsync(snapshot, UserStates.Incoming, actor);
-            var catchUp = await from.PackageUserAsync(userId, snapshot.ChangeSeq);
+            var catchUp = await CatchUpAsync(from, snapshot);
             if (catchUp.ChangeSeq != snapshot.ChangeSeq) await to.ImportUserAsync(catchUp, UserStates.Incoming, actor);
             seqs[userId] = catchUp.ChangeSeq;
             normal.Add(userId);
@@ -429,6 +429,16 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         await from.PurgeMovedUsersAsync(verified, to.Id, actor);
         await JournalGroup(id, verified, "purged", from, to);
         foreach (var userId in verified) count(userId, digests[userId]);
+    }
+
+    /// <summary>
+    /// What changed at the source since the snapshot. Every write (items, consents, messages) takes
+    /// a change number, so an unchanged number spares reading the user again.
+    /// </summary>
+    static async Task<UserPackage> CatchUpAsync(Region from, UserPackage snapshot)
+    {
+        var now = await from.Store.ReadAsync(tx => tx.GetUserAsync(snapshot.UserId));
+        return now is not null && now.ChangeSeq == snapshot.ChangeSeq ? snapshot : await from.PackageUserAsync(snapshot.UserId, snapshot.ChangeSeq);
     }
 
     /// <summary>
@@ -513,7 +523,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             // Copy a snapshot while the user keeps working, then catch up on what changed meanwhile.
             var snapshot = await from.PackageUserAsync(userId);
             await to.ImportUserAsync(snapshot, UserStates.Incoming, actor);
-            var catchUp = await from.PackageUserAsync(userId, snapshot.ChangeSeq);
+            var catchUp = await CatchUpAsync(from, snapshot);
             // Every write (items, consents, messages) takes a change number: an unchanged number means nothing to copy.
             if (catchUp.ChangeSeq != snapshot.ChangeSeq) await to.ImportUserAsync(catchUp, UserStates.Incoming, actor);
             await Journal(id, userId, "copied", from, to, new JsonObject { ["seq"] = catchUp.ChangeSeq });

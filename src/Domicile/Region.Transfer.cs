@@ -33,44 +33,41 @@ public sealed partial class Region
     {
         using var lease = Lease();
         var ring = lease.Keys;
-        var (user, ledger, states, services, messages) = await Store.ReadAsync(async tx =>
-            (await tx.GetUserAsync(userId), await tx.ListConsentsAsync(userId), await tx.ListConsentStatesAsync(userId),
-             await tx.ListDekServicesAsync(userId), await tx.ListAllMessagesAsync(userId)), ct);
-        if (user is null) throw DomicileException.NotFound("no such user in this region");
-        var login = await LoginOfAsync(userId, ct) ?? "";
-        var items = new List<PackagedItem>();
-        var deks = await Store.ReadAsync(async tx =>
+        // One read transaction: one consistent snapshot, and a migration reads each user several times.
+        return await Store.ReadAsync(async tx =>
         {
-            var map = new Dictionary<string, byte[]>();
-            foreach (var s in services) if (await DekAsync(ring, tx, userId, s) is { } k) map[s] = k;
-            return map;
-        }, ct);
-        var after = sinceVersion;
-        while (true)
-        {
-            var rows = await Store.ReadAsync(tx => tx.ChangesAsync(userId, after, 500), ct);
-            foreach (var r in rows)
+            var user = await tx.GetUserAsync(userId) ?? throw DomicileException.NotFound("no such user in this region");
+            var (ledger, states, services, messages) =
+                (await tx.ListConsentsAsync(userId), await tx.ListConsentStatesAsync(userId), await tx.ListDekServicesAsync(userId), await tx.ListAllMessagesAsync(userId));
+            var deks = new Dictionary<string, byte[]>();
+            foreach (var s in services) if (await DekAsync(ring, tx, userId, s) is { } k) deks[s] = k;
+            var login = deks.TryGetValue(AccountService, out var accountDek)
+                ? Encoding.UTF8.GetString(Sealing.Open(accountDek, user.LoginEnc, Sealing.Aad("login", Id, userId))) : "";
+            var items = new List<PackagedItem>();
+            var after = sinceVersion;
+            while (true)
             {
-                if (!deks.TryGetValue(r.Service, out var dek)) continue; // the key is gone: so is the data, for good
-                var head = OpenHead(dek, r);
-                byte[]? content = null;
-                if (!r.Deleted && head.BlobId is null)
-                    content = Sealing.Open(dek, r.Content ?? throw new TamperedException(), ContentAad(userId, r.Service, r.Collection, r.KeyIndex, r.Version));
-                var (svc, coll, key) = (r.Service, r.Collection, head.Key);
-                items.Add(new PackagedItem(r.Service, r.Collection, head.Key, head.ContentType, r.Version, r.Deleted, r.Size, r.CreatedAt, r.UpdatedAt, content,
-                    !r.Deleted && head.BlobId is not null ? async c => (await GetAsync(userId, svc, coll, key, c)).Content : null));
+                var rows = await tx.ChangesAsync(userId, after, 500);
+                foreach (var r in rows)
+                {
+                    if (!deks.TryGetValue(r.Service, out var dek)) continue; // the key is gone: so is the data, for good
+                    var head = OpenHead(dek, r);
+                    byte[]? content = null;
+                    if (!r.Deleted && head.BlobId is null)
+                        content = Sealing.Open(dek, r.Content ?? throw new TamperedException(), ContentAad(userId, r.Service, r.Collection, r.KeyIndex, r.Version));
+                    var (svc, coll, key) = (r.Service, r.Collection, head.Key);
+                    items.Add(new PackagedItem(r.Service, r.Collection, head.Key, head.ContentType, r.Version, r.Deleted, r.Size, r.CreatedAt, r.UpdatedAt, content,
+                        !r.Deleted && head.BlobId is not null ? async c => (await GetAsync(userId, svc, coll, key, c)).Content : null));
+                }
+                if (rows.Count < 500) break;
+                after = rows[^1].Version;
             }
-            if (rows.Count < 500) break;
-            after = rows[^1].Version;
-        }
-        var packaged = new List<PackagedMessage>();
-        if (messages.Count > 0)
-        {
-            if (deks.TryGetValue(MessagingService, out var dek))
-                packaged.AddRange(messages.Select(m => new PackagedMessage(m.Id, m.Sender, Encoding.UTF8.GetString(Sealing.Open(dek, m.Body, MessageAad(userId, m.Id))), m.SentAt, m.ExpiresAt)));
-        }
-        return new UserPackage(userId, login, user.PasswordHash, user.Country, user.CreatedAt, user.ChangeSeq, ledger, states,
-            services.Where(s => s != AccountService).ToList(), items, packaged);
+            var packaged = new List<PackagedMessage>();
+            if (messages.Count > 0 && deks.TryGetValue(MessagingService, out var messageDek))
+                packaged.AddRange(messages.Select(m => new PackagedMessage(m.Id, m.Sender, Encoding.UTF8.GetString(Sealing.Open(messageDek, m.Body, MessageAad(userId, m.Id))), m.SentAt, m.ExpiresAt)));
+            return new UserPackage(userId, login, user.PasswordHash, user.Country, user.CreatedAt, user.ChangeSeq, ledger, states,
+                services.Where(s => s != AccountService).ToList(), items, packaged);
+        }, ct);
     }
 
     /// <summary>
