@@ -151,14 +151,12 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
         await cmd.ExecuteNonQueryAsync();
     }
 
-    /// <summary>Plain batched inserts of the same bytes (and the same number of rows) into a plain table.</summary>
-    async Task<double> PlainInsertsAsync(Region region, string valueSql, string what)
-    {
-        await using var c = await RawConnectionAsync(region);
-        var blob = region.Config.Store.Engine == StoreEngine.Sqlite ? "BLOB" : "BYTEA";
-        await ExecAsync(c, $"CREATE TABLE IF NOT EXISTS bench_plain (id TEXT PRIMARY KEY, data {blob} NOT NULL)");
-        var payload = RandomNumberGenerator.GetBytes(1024);
-        return await MedianRate(what, async () =>
+    /// <summary>
+    /// Raw batched inserts with one prepared statement per batch, as a plain client would write:
+    /// <paramref name="parameters"/> are bound once, <paramref name="nextRow"/> sets them for each row.
+    /// </summary>
+    Task<double> RawInsertsAsync(DbConnection c, string what, string insertSql, (string Name, object Value)[] parameters, Action<DbParameter[]> nextRow) =>
+        MedianRate(what, async () =>
         {
             var sw = Stopwatch.StartNew();
             for (var b = 0; b < sizes.BatchesPerRound; b++)
@@ -166,19 +164,35 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
                 await using var tx = await c.BeginTransactionAsync();
                 await using var cmd = c.CreateCommand();
                 cmd.Transaction = tx;
-                cmd.CommandText = $"INSERT INTO bench_plain (id, data) VALUES (@id, {valueSql})";
-                var id = cmd.CreateParameter(); id.ParameterName = "id"; id.Value = ""; cmd.Parameters.Add(id);
-                var data = cmd.CreateParameter(); data.ParameterName = "d"; data.Value = payload; cmd.Parameters.Add(data);
+                cmd.CommandText = insertSql;
+                var bound = parameters.Select(x =>
+                {
+                    var p = cmd.CreateParameter();
+                    p.ParameterName = x.Name;
+                    p.Value = x.Value;
+                    cmd.Parameters.Add(p);
+                    return p;
+                }).ToArray();
                 await cmd.PrepareAsync();
                 for (var i = 0; i < sizes.BatchSize; i++)
                 {
-                    id.Value = Guid.NewGuid().ToString("N");
+                    nextRow(bound);
                     await cmd.ExecuteNonQueryAsync();
                 }
                 await tx.CommitAsync();
             }
             return ((long)sizes.BatchesPerRound * sizes.BatchSize, sw.Elapsed);
         });
+
+    /// <summary>Plain batched inserts of the same bytes (and the same number of rows) into a plain table.</summary>
+    async Task<double> PlainInsertsAsync(Region region, string valueSql, string what)
+    {
+        await using var c = await RawConnectionAsync(region);
+        var blob = region.Config.Store.Engine == StoreEngine.Sqlite ? "BLOB" : "BYTEA";
+        await ExecAsync(c, $"CREATE TABLE IF NOT EXISTS bench_plain (id TEXT PRIMARY KEY, data {blob} NOT NULL)");
+        return await RawInsertsAsync(c, what, $"INSERT INTO bench_plain (id, data) VALUES (@id, {valueSql})",
+            [("id", ""), ("d", RandomNumberGenerator.GetBytes(1024))],
+            p => p[0].Value = Guid.NewGuid().ToString("N"));
     }
 
     /// <summary>
@@ -196,43 +210,15 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
               PRIMARY KEY (user_id, service, collection, key_index))
             """);
         await ExecAsync(c, "CREATE INDEX IF NOT EXISTS bench_items_changes ON bench_items (user_id, version)");
-        var head = RandomNumberGenerator.GetBytes(120);
-        var content = RandomNumberGenerator.GetBytes(1024 + 28);
-        var user = Guid.NewGuid().ToString("N");
         long version = 0;
-        return await MedianRate(what, async () =>
-        {
-            var sw = Stopwatch.StartNew();
-            for (var b = 0; b < sizes.BatchesPerRound; b++)
+        return await RawInsertsAsync(c, what, "INSERT INTO bench_items VALUES (@u, 'cloud-sync', 'contacts', @k, @h, @c, 1024, @v, 0)",
+            [("u", Guid.NewGuid().ToString("N")), ("k", Array.Empty<byte>()), ("h", RandomNumberGenerator.GetBytes(120)),
+             ("c", RandomNumberGenerator.GetBytes(1024 + 28)), ("v", 0L)],
+            p =>
             {
-                await using var tx = await c.BeginTransactionAsync();
-                await using var cmd = c.CreateCommand();
-                cmd.Transaction = tx;
-                cmd.CommandText = "INSERT INTO bench_items VALUES (@u, 'cloud-sync', 'contacts', @k, @h, @c, 1024, @v, 0)";
-                DbParameter P(string name, object value)
-                {
-                    var p = cmd.CreateParameter();
-                    p.ParameterName = name;
-                    p.Value = value;
-                    cmd.Parameters.Add(p);
-                    return p;
-                }
-                P("u", user);
-                var key = P("k", Array.Empty<byte>());
-                P("h", head);
-                P("c", content);
-                var v = P("v", 0L);
-                await cmd.PrepareAsync();
-                for (var i = 0; i < sizes.BatchSize; i++)
-                {
-                    key.Value = RandomNumberGenerator.GetBytes(32);
-                    v.Value = ++version;
-                    await cmd.ExecuteNonQueryAsync();
-                }
-                await tx.CommitAsync();
-            }
-            return ((long)sizes.BatchesPerRound * sizes.BatchSize, sw.Elapsed);
-        });
+                p[1].Value = RandomNumberGenerator.GetBytes(32);
+                p[4].Value = ++version;
+            });
     }
 
     /// <summary>Vault writes: consent check + encrypt + audit + commit, batched as a sync client uploads.</summary>
