@@ -284,7 +284,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             await Task.WhenAll(workers);
             if (paused != 0)
             {
-                // Users half way stay fenced at most until the resume, which redoes their unfinished steps.
+                // Unfinished users are home at the source again; the resume redoes their steps.
                 _progress.TryRemove(id, out _);
                 return (await GetAsync(id))!;
             }
@@ -389,23 +389,12 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         await JournalGroup(id, normal, "fenced", from, to);
         var verified = new List<string>();
         var digests = new Dictionary<string, UserDigest>();
-        var histories = new Dictionary<string, JsonObject>();
-        foreach (var userId in normal) histories[userId] = await from.HistorySummaryAsync(userId, actor);
+        var histories = await from.HistorySummariesAsync(normal, actor);
         await to.CarryHistoriesAsync([.. histories.Select(h => (h.Key, h.Value))], actor);
         foreach (var userId in normal)
         {
-            // One full read after the fence serves both the tail and the source's digest.
-            var full = await from.PackageUserAsync(userId);
-            if (full.ChangeSeq > seqs[userId] + 1)
-                await to.ImportUserAsync(full with { Items = [.. full.Items.Where(i => i.Version > seqs[userId])] }, UserStates.Incoming, actor);
-            var source = await Region.DigestAsync(full);
-            var copy = await CopyDigestAsync(to, full, source);
-            if (copy is null || copy.Digest != source.Digest
-                || await to.CarriedHistoryDigestAsync(userId, actor) != (string?)histories[userId]["digest"])
+            if (await TailAndVerifyAsync(id, actor, userId, from, to, seqs[userId], histories[userId]) is not { } source)
             {
-                await to.DiscardIncomingUserAsync(userId, actor);
-                await from.SetUserStateAsync(userId, UserStates.Active, actor, "migration.unfence");
-                await Journal(id, userId, "failed", from, to, new JsonObject { ["reason"] = "the copy did not match the source; nothing was switched" });
                 count(userId, null);
                 continue;
             }
@@ -413,11 +402,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             verified.Add(userId);
         }
         if (verified.Count == 0) return;
-        await JournalGroup(id, verified, "verified", from, to, u => new JsonObject
-        {
-            ["digest"] = digests[u].Digest, ["items"] = digests[u].Items, ["bytes"] = digests[u].Bytes,
-            ["audit_entries"] = histories[u]["entries"]!.DeepClone(), ["audit_digest"] = histories[u]["digest"]!.DeepClone(),
-        });
+        await JournalGroup(id, verified, "verified", from, to, u => VerifiedDetails(digests[u], histories[u]));
 
         // Switch: the source stops being home first, so there is never a moment with two homes.
         await from.SetUsersStateAsync(verified, UserStates.Moved, actor, "migration.switch", movedTo: to.Id);
@@ -429,6 +414,40 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         await from.PurgeMovedUsersAsync(verified, to.Id, actor);
         await JournalGroup(id, verified, "purged", from, to);
         foreach (var userId in verified) count(userId, digests[userId]);
+    }
+
+    /// <summary>
+    /// After the fence: copies the tail, then compares the copy with the source by content digest and
+    /// the carried audit summary. On a mismatch nothing is switched: the copy is discarded, the user
+    /// is home again at the source, the failure is journaled, and null is returned.
+    /// </summary>
+    async Task<UserDigest?> TailAndVerifyAsync(string id, string actor, string userId, Region from, Region to, long copiedSeq, JsonObject history)
+    {
+        // One full read after the fence serves both the tail and the source's digest. The fence
+        // itself took a change number; anything beyond it is a write that got in first.
+        var full = await from.PackageUserAsync(userId);
+        if (full.ChangeSeq > copiedSeq + 1)
+            await to.ImportUserAsync(full with { Items = [.. full.Items.Where(i => i.Version > copiedSeq)] }, UserStates.Incoming, actor);
+        var source = await Region.DigestAsync(full);
+        var copy = await CopyDigestAsync(to, full, source);
+        if (copy is not null && copy.Digest == source.Digest && await to.CarriedHistoryDigestAsync(userId, actor) == (string?)history["digest"])
+            return source;
+        await to.DiscardIncomingUserAsync(userId, actor);
+        await from.SetUserStateAsync(userId, UserStates.Active, actor, "migration.unfence");
+        await Journal(id, userId, "failed", from, to, new JsonObject { ["reason"] = "the copy did not match the source; nothing was switched" });
+        return null;
+    }
+
+    /// <summary>The "verified" journal line: the content digest and totals, and the audit summary when one was carried.</summary>
+    static JsonObject VerifiedDetails(UserDigest digest, JsonObject? history)
+    {
+        var details = new JsonObject { ["digest"] = digest.Digest, ["items"] = digest.Items, ["bytes"] = digest.Bytes };
+        if (history is not null)
+        {
+            details["audit_entries"] = history["entries"]!.DeepClone();
+            details["audit_digest"] = history["digest"]!.DeepClone();
+        }
+        return details;
     }
 
     /// <summary>
@@ -531,28 +550,10 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             // Fence: from here writes are refused with a retry hint for the few seconds the tail takes.
             await from.SetUserStateAsync(userId, UserStates.Fenced, actor, "migration.fence");
             await Journal(id, userId, "fenced", from, to);
-            // One full read after the fence serves both the tail and the source's digest. The fence
-            // itself took a change number; anything beyond it is a write that got in first.
-            var full = await from.PackageUserAsync(userId);
-            if (full.ChangeSeq > catchUp.ChangeSeq + 1)
-                await to.ImportUserAsync(full with { Items = [.. full.Items.Where(i => i.Version > catchUp.ChangeSeq)] }, UserStates.Incoming, actor);
-
-            var history = await from.HistorySummaryAsync(userId, actor);
+            var history = (await from.HistorySummariesAsync([userId], actor))[userId];
             await to.CarryHistoriesAsync([(userId, history)], actor);
-            var source = await Region.DigestAsync(full);
-            var copy = await CopyDigestAsync(to, full, source);
-            if (copy is null || source.Digest != copy.Digest || await to.CarriedHistoryDigestAsync(userId, actor) != (string?)history["digest"])
-            {
-                await to.DiscardIncomingUserAsync(userId, actor);
-                await from.SetUserStateAsync(userId, UserStates.Active, actor, "migration.unfence");
-                await Journal(id, userId, "failed", from, to, new JsonObject { ["reason"] = "the copy did not match the source; nothing was switched" });
-                return null;
-            }
-            await Journal(id, userId, "verified", from, to, new JsonObject
-            {
-                ["digest"] = source.Digest, ["items"] = source.Items, ["bytes"] = source.Bytes,
-                ["audit_entries"] = history["entries"]!.DeepClone(), ["audit_digest"] = history["digest"]!.DeepClone(),
-            });
+            if (await TailAndVerifyAsync(id, actor, userId, from, to, catchUp.ChangeSeq, history) is not { } source) return null;
+            await Journal(id, userId, "verified", from, to, VerifiedDetails(source, history));
 
             // Switch: the source stops being home first, so there is never a moment with two homes.
             await from.SetUserStateAsync(userId, UserStates.Moved, actor, "migration.switch", movedTo: to.Id);
@@ -569,7 +570,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     async Task<UserDigest> FinishAsync(string id, string actor, string userId, Region from, Region to, UserDigest digest, bool journaled = false)
     {
         if (!journaled)
-            await Journal(id, userId, "verified", from, to, new JsonObject { ["digest"] = digest.Digest, ["items"] = digest.Items, ["bytes"] = digest.Bytes });
+            await Journal(id, userId, "verified", from, to, VerifiedDetails(digest, history: null));
         await from.PurgeMovedUserAsync(userId, to.Id, actor);
         await Journal(id, userId, "purged", from, to);
         return digest;

@@ -18,8 +18,7 @@ public sealed partial class Region
     /// </summary>
     public async Task<IReadOnlyList<AccessEntry>> AccessLogAsync(string userId, CancellationToken ct = default)
     {
-        var operators = await Store.ReadAsync(tx => tx.ListOperatorsAsync(), ct);
-        var roles = operators.ToDictionary(o => o.Id, o => o.Role);
+        var roles = await RolesAsync(ct);
         var entries = new List<AccessEntry>();
         var rows = await AuditAboutAsync(userId, ct);
         // A migration resumed after a crash may have carried the history twice: the last one counts.
@@ -37,6 +36,9 @@ public sealed partial class Region
         }
         return entries;
     }
+
+    async Task<Dictionary<string, string>> RolesAsync(CancellationToken ct) =>
+        (await Store.ReadAsync(tx => tx.ListOperatorsAsync(), ct)).ToDictionary(o => o.Id, o => o.Role);
 
     static string RoleOf(Dictionary<string, string> roles, string actor) =>
         roles.GetValueOrDefault(actor, actor.StartsWith("migration", StringComparison.Ordinal) ? "migration" : "system");
@@ -57,15 +59,21 @@ public sealed partial class Region
     internal const string HistoryAction = "migration.history";
 
     /// <summary>
-    /// The summary of a user's audit trail here that a migration carries to the new region: how
+    /// The summary of each user's audit trail here that a migration carries to the new region: how
     /// many entries of each action, the span, a digest over the entries' chain hashes, and every
     /// touch by someone other than the user in full (so the person's access log stays whole).
     /// The migration's own entries (<paramref name="excludeActor"/>) are left out: they keep growing.
     /// </summary>
-    internal async Task<JsonObject> HistorySummaryAsync(string userId, string excludeActor, CancellationToken ct = default)
+    internal async Task<Dictionary<string, JsonObject>> HistorySummariesAsync(IReadOnlyList<string> userIds, string excludeActor, CancellationToken ct = default)
     {
-        var operators = await Store.ReadAsync(tx => tx.ListOperatorsAsync(), ct);
-        var roles = operators.ToDictionary(o => o.Id, o => o.Role);
+        var roles = await RolesAsync(ct);
+        var summaries = new Dictionary<string, JsonObject>();
+        foreach (var userId in userIds) summaries[userId] = await HistorySummaryAsync(userId, excludeActor, roles, ct);
+        return summaries;
+    }
+
+    async Task<JsonObject> HistorySummaryAsync(string userId, string excludeActor, Dictionary<string, string> roles, CancellationToken ct)
+    {
         var actions = new SortedDictionary<string, long>(StringComparer.Ordinal);
         var touches = new JsonArray();
         using var h = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
