@@ -232,7 +232,7 @@ public sealed partial class Region
                 if (rows.Count < 1000) break;
                 after = rows[^1].Version;
             }
-            foreach (var r in drop) await tx.DeleteItemRowAsync(userId, r.Service, r.Collection, r.KeyIndex);
+            foreach (var r in drop) await tx.DeleteItemRowAsync(r);
             return any || drop.Count > 0;
         }, ct);
         if (removed) _keys?.ForgetUser(userId);

@@ -88,8 +88,8 @@ public interface IStoreTx
     Task<IReadOnlyList<ItemRow>> ChangesAsync(string userId, long sinceVersion, int limit);
     /// <summary>Deletes a user's items of one service (or all services when null) and returns their blob ids.</summary>
     Task<IReadOnlyList<string>> DeleteItemsAsync(string userId, string? service);
-    /// <summary>Removes one item row outright (no tombstone) with its blob.</summary>
-    Task DeleteItemRowAsync(string userId, string service, string collection, byte[] keyIndex);
+    /// <summary>Removes an item row just read outright (no tombstone), with its blob.</summary>
+    Task DeleteItemRowAsync(ItemRow row);
 
     Task InsertChunkAsync(string blobId, int index, byte[] data, long createdAt);
     Task<byte[]?> GetChunkAsync(string blobId, int index);

@@ -341,9 +341,10 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
         return blobs;
     }
 
-    public async Task DeleteItemRowAsync(string userId, string service, string collection, byte[] keyIndex)
+    public async Task DeleteItemRowAsync(ItemRow row)
     {
-        if (await GetItemAsync(userId, service, collection, keyIndex) is { BlobId: { } blob }) await DeleteBlobAsync(blob);
+        if (row.BlobId is { } blob) await DeleteBlobAsync(blob);
+        var (userId, service, collection, keyIndex) = (row.UserId, row.Service, row.Collection, row.KeyIndex);
         await Exec("DELETE FROM items WHERE user_id = @u AND service = @s AND collection = @c AND key_index = @k",
             ("u", userId), ("s", service), ("c", collection), ("k", keyIndex));
     }
