@@ -10,9 +10,10 @@ namespace Domicile.Tests;
 /// <summary>After a migration, requests aimed at the old region are routed (embedded) or answered `moved` (one region per process).</summary>
 public sealed class MovedTests
 {
-    /// <summary>An Indian user still in cn-beijing, as an older policy left them, with one note.</summary>
-    static async Task<(string Id, UserPackage Package)> SeedInBeijingAsync(TestDeployment d, string login)
+    /// <summary>An Indian user still in cn-beijing, as an older policy left them, with one note, signed in there.</summary>
+    static async Task<(string Id, UserPackage Package, JsonNode Tokens)> SeedInBeijingAsync(LiveServer s, string login)
     {
+        var d = s.Deployment;
         var hash = await PasswordHasher.HashAsync("moving password");
         var id = Region.NewId();
         var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
@@ -20,7 +21,8 @@ public sealed class MovedTests
             [new(0, id, "cloud-sync", 1, true, now, "seed")], [new(id, "cloud-sync", 1, true, now)], ["cloud-sync"],
             [new PackagedItem("cloud-sync", "notes", "n", "text/plain", 1, false, 5, now, now, "hello"u8.ToArray(), null)], []);
         await d["cn-beijing"].ImportUserAsync(pkg, UserStates.Active, "seed");
-        return (id, pkg);
+        var tokens = await LiveServer.Json(await s.Http.PostAsJsonAsync("/v1/auth/token", new { grant_type = "password", login, password = "moving password", country = "IN" }));
+        return (id, pkg, tokens);
     }
 
     [Fact]
@@ -28,10 +30,8 @@ public sealed class MovedTests
     {
         await using var s = await LiveServer.StartAsync(Engines.Sqlite);
         var d = s.Deployment;
-        var (id, _) = await SeedInBeijingAsync(d, "mover@example.in");
-
         // Signed in while still in cn-beijing: the token is signed by cn-beijing.
-        var tokens = await LiveServer.Json(await s.Http.PostAsJsonAsync("/v1/auth/token", new { grant_type = "password", login = "mover@example.in", password = "moving password", country = "IN" }));
+        var (id, _, tokens) = await SeedInBeijingAsync(s, "mover@example.in");
         Assert.Equal("cn-beijing", (string?)tokens["region"]);
         using var device = s.Client((string)tokens["access_token"]!);
         Assert.Equal("cn-beijing", (string?)(await LiveServer.Json(await device.GetAsync("/v1/me")))["region"]);
@@ -81,8 +81,7 @@ public sealed class MovedTests
     {
         await using var s = await LiveServer.StartAsync(Engines.Sqlite);
         var d = s.Deployment;
-        var (id, pkg) = await SeedInBeijingAsync(d, "switching@example.in");
-        var tokens = await LiveServer.Json(await s.Http.PostAsJsonAsync("/v1/auth/token", new { grant_type = "password", login = "switching@example.in", password = "moving password", country = "IN" }));
+        var (id, pkg, tokens) = await SeedInBeijingAsync(s, "switching@example.in");
         using var device = s.Client((string)tokens["access_token"]!);
 
         // The source has let go, the destination has not yet taken over (a crash here leaves it so until the resume).
