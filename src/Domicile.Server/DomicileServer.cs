@@ -33,13 +33,15 @@ public static class DomicileServer
         builder.Logging.SetMinimumLevel(options.LogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         options.Logging?.Invoke(builder.Logging);
+        var limits = new ProtocolLimits();
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
             k.Limits.MaxRequestBodySize = deployment.Config.Limits.MaxItemBytes + 1;
-            k.Limits.MaxRequestHeadersTotalSize = 32 * 1024;
-            k.Limits.MaxRequestLineSize = 8 * 1024;
-            k.Limits.MaxRequestHeaderCount = 64;
+            k.Limits.MaxRequestHeadersTotalSize = limits.MaxHeaderBytes;
+            k.Limits.MaxRequestLineSize = limits.MaxRequestLineBytes;
+            k.Limits.MaxRequestHeaderCount = limits.MaxHeaderCount;
+            k.ConfigureEndpointDefaults(l => l.Use(next => ProtocolErrors.Wrap(next, limits)));
         });
         builder.Services.ConfigureHttpJsonOptions(o =>
         {
@@ -58,6 +60,7 @@ public static class DomicileServer
         builder.Services.AddHostedService<MigrationResumer>();
 
         var app = builder.Build();
+        app.UseProtocolErrors();
         app.UseExceptionHandler(new ExceptionHandlerOptions { ExceptionHandler = HandleException, SuppressDiagnosticsCallback = _ => true });
         app.UseStatusCodePages(async ctx =>
         {

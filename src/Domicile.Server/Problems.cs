@@ -25,10 +25,12 @@ public static class Problems
 
     static readonly Dictionary<int, string> Titles = new()
     {
-        [400] = "Bad request", [401] = "Unauthenticated", [403] = "Forbidden", [404] = "Not found", [405] = "Method not allowed",
-        [409] = "Conflict", [412] = "Precondition failed", [413] = "Payload too large", [415] = "Unsupported media type",
+        [400] = "Bad request", [401] = "Unauthenticated", [403] = "Forbidden", [404] = "Not found", [405] = "Method not allowed", [408] = "Request timeout", [411] = "Length required",
+        [409] = "Conflict", [412] = "Precondition failed", [413] = "Payload too large", [414] = "Request line too long", [415] = "Unsupported media type",
         [429] = "Too many requests", [431] = "Request headers too large", [500] = "Server error", [503] = "Service unavailable",
     };
+
+    public static string TitleOf(int status) => Titles.GetValueOrDefault(status, "Error");
 
     public static async Task WriteAsync(HttpContext context, string code, string detail, int? status = null, string? region = null, TimeSpan? retryAfter = null)
     {
@@ -42,7 +44,7 @@ public static class Problems
         await using var w = new Utf8JsonWriter(context.Response.Body, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         w.WriteStartObject();
         w.WriteString("type", $"https://domicile.example/problems/{code}");
-        w.WriteString("title", Titles.GetValueOrDefault(s, "Error"));
+        w.WriteString("title", TitleOf(s));
         w.WriteNumber("status", s);
         w.WriteString("code", code);
         w.WriteString("detail", detail);

@@ -70,7 +70,7 @@ public abstract class CrashTests(string engine, ITestOutputHelper output, int us
         var port = FreePort();
         var url = $"http://127.0.0.1:{port}";
         using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(10) };
-        var server = await StartServerAsync(yamlPath, dir, url, http);
+        Process? server = await StartServerAsync(yamlPath, dir, url, http);
         var acknowledged = new ConcurrentDictionary<(string User, string Key), string>();
         using var stop = new CancellationTokenSource();
         var writers = new List<Task>();
@@ -100,6 +100,7 @@ public abstract class CrashTests(string engine, ITestOutputHelper output, int us
                 server.Kill(entireProcessTree: true); // SIGKILL: no shutdown hooks run
                 await server.WaitForExitAsync();
                 server.Dispose();
+                server = null;
                 Assert.Equal("running", (string?)seen["state"]);
                 var (done, total) = ((long)seen["done"]!, (long)seen["total"]!);
                 Assert.Equal(users, total);
@@ -135,9 +136,13 @@ public abstract class CrashTests(string engine, ITestOutputHelper output, int us
         {
             stop.Cancel();
             await Task.WhenAll(writers);
-            server.Kill(entireProcessTree: true);
-            await server.WaitForExitAsync();
-            server.Dispose();
+            // A failure between a kill and the restart leaves no process: the finally must not hide it.
+            if (server is not null)
+            {
+                server.Kill(entireProcessTree: true);
+                await server.WaitForExitAsync();
+                server.Dispose();
+            }
         }
 
         await using var after = Deployment.Open(config);

@@ -308,10 +308,11 @@ public abstract class HttpContract(string engine)
             Assert.Equal("v:" + k, await c.GetStringAsync("/v1/me/data/cloud-sync/notes/" + Uri.EscapeDataString(k)));
         var listed = (await LiveServer.Json(await c.GetAsync("/v1/me/data/cloud-sync/notes")))["items"]!.AsArray().Select(i => (string)i!["key"]!);
         Assert.Equal(keys.Order(StringComparer.Ordinal), listed.Order(StringComparer.Ordinal));
-        // Kestrel itself refuses a NUL in the path (%00) before any of our code runs: a 4xx, never stored.
-        // Such keys work through the engine (RegionContract.Hostile_keys_are_plain_data).
+        // Kestrel itself refuses a NUL in the path (%00) before any of our code runs; the answer is still
+        // problem+json (ProtocolErrors) and nothing is stored. Such keys work through the engine
+        // (RegionContract.Hostile_keys_are_plain_data).
         var nul = await c.PutAsync("/v1/me/data/cloud-sync/notes/nul%00byte", new StringContent("x"));
-        Assert.Equal(HttpStatusCode.BadRequest, nul.StatusCode);
+        await Problem(nul, HttpStatusCode.BadRequest, "invalid_request");
         Assert.Equal(keys.Length, (await LiveServer.Json(await c.GetAsync("/v1/me/data/cloud-sync/notes")))["items"]!.AsArray().Count);
     }
 
