@@ -24,6 +24,9 @@ public sealed class MigrationOptions
     /// <summary>Users moved together: their fence, switch, purge and journal lines share transactions.</summary>
     public int GroupSize { get; set; } = 10;
     public Func<string, string, Task>? AtStep { get; set; }
+
+    /// <summary>Users a second at most; null takes <c>migration.users_per_second</c> from the configuration (0 = no ceiling).</summary>
+    public int? UsersPerSecond { get; set; }
 }
 
 /// <summary>
@@ -250,6 +253,16 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
                 }
                 Interlocked.Increment(ref progress.Done);
             }
+            // migration.users_per_second: each group waits for its slot on one shared schedule.
+            var pace = _options.UsersPerSecond ?? deployment.Config.MigrationUsersPerSecond;
+            var paceClock = System.Diagnostics.Stopwatch.StartNew();
+            long scheduled = 0;
+            async Task PaceAsync(int users)
+            {
+                if (pace <= 0) return;
+                var wait = TimeSpan.FromSeconds((double)(Interlocked.Add(ref scheduled, users) - users) / pace) - paceClock.Elapsed;
+                if (wait > TimeSpan.Zero) await Task.Delay(wait);
+            }
             var paused = 0;
             var workers = Enumerable.Range(0, _options.Parallelism).Select(_ => Task.Run(async () =>
             {
@@ -257,6 +270,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
                 {
                     try
                     {
+                        await PaceAsync(g.Users.Count);
                         if (g.Switched) Count(await MigrateUserAsync(id, actor, g.Users[0], g.From, to, alreadySwitched: true));
                         else
                         {

@@ -44,6 +44,8 @@ public class ConfigTests
         Assert.Equal(TimeSpan.FromSeconds(90), c.Service("cloud-messaging")!.Retention.MessageTtl);
         Assert.Equal(new CustodyConfig(5, 3), c.Custody);
         Assert.Equal(new LimitsConfig(1024, 7), c.Limits);
+        Assert.Equal(0, c.MigrationUsersPerSecond);
+        Assert.Equal(40, ConfigLoader.Parse(Valid + "\nmigration: { users_per_second: 40 }\n", "/srv/domicile").MigrationUsersPerSecond);
     }
 
     [Fact]
@@ -73,6 +75,9 @@ public class ConfigTests
     [InlineData("version: 2", "version: two", "services[0].version: 'two' is not a whole number")]
     [InlineData("user_rps: 7", "user_rps: -1", "limits.user_rps: must be 0")]
     [InlineData("custody:", "custodians:", "custodians: unknown field")]
+    [InlineData("limits:", "migration: { users_per_second: -5 }\nlimits:", "migration.users_per_second: must be 0")]
+    [InlineData("limits:", "migration: { users_per_second: fast }\nlimits:", "migration.users_per_second: 'fast' is not a whole number")]
+    [InlineData("limits:", "migration: { user_per_second: 5 }\nlimits:", "migration.user_per_second: unknown field")]
     [InlineData("purpose: Deliver messages.", "purpose: \"\"", "services[1].purpose: must say in words")]
     public void Invalid_configs_are_refused_naming_the_field(string find, string replace, string expected)
     {

@@ -19,8 +19,9 @@ namespace Domicile.Tests;
 /// durable job read from the stores after the kill is not done either.
 /// </summary>
 /// <remarks>
-/// <paramref name="users"/> is sized per engine so the job outlasts the kills with a wide margin
-/// (SQLite migrates several times faster than PostgreSQL) while each test stays well under a minute.
+/// The job is paced (<c>migration.users_per_second</c>) to last about four seconds unkilled, so the
+/// kills land mid-job on any machine; <paramref name="users"/> is sized per engine to keep each test
+/// well under a minute.
 /// </remarks>
 public abstract class CrashTests(string engine, ITestOutputHelper output, int users, Func<string, string>? engineFor = null)
 {
@@ -33,7 +34,8 @@ public abstract class CrashTests(string engine, ITestOutputHelper output, int us
         var clock = Stopwatch.StartNew();
         var dir = Engines.TempDir("domicile-crash");
         var yamlPath = Path.Combine(dir, "domicile.yaml");
-        await File.WriteAllTextAsync(yamlPath, Engines.Yaml(engine, dir, engineFor));
+        // Paced so each life is cut short by its kill, however fast this machine's stores are.
+        await File.WriteAllTextAsync(yamlPath, Engines.Yaml(engine, dir, engineFor) + $"\nmigration: {{ users_per_second: {users / 4} }}\n");
         var config = ConfigLoader.Load(yamlPath);
         var expected = new Dictionary<string, Dictionary<string, byte[]>>();
         var logins = new List<(string Login, string UserId)>();

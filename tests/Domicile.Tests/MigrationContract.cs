@@ -60,6 +60,20 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
     }
 
     [Fact]
+    public async Task A_paced_migration_moves_no_faster_than_its_ceiling()
+    {
+        await using var d = await Deploy();
+        var indians = await SeedAsync(d, "IN", 30);
+        var migrator = new Migrator(d.Deployment, new MigrationOptions { UsersPerSecond = 20 });
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var result = await migrator.Run(await migrator.StartAsync(new MigrationRequest("IN", null, "in-mumbai")));
+        // Three groups of ten at 20 users a second: the last may start no sooner than 1 s in.
+        Assert.True(clock.Elapsed >= TimeSpan.FromSeconds(1), $"30 users at 20/s moved in {clock.Elapsed.TotalSeconds:F2} s");
+        Assert.Equal(("done", 30L, 0L), (result.State, result.Done, result.Failed));
+        foreach (var u in indians) await AssertHolds(d["in-mumbai"], u);
+    }
+
+    [Fact]
     public async Task A_jurisdiction_moves_verified_and_leaves_nothing_behind()
     {
         await using var d = await Deploy();

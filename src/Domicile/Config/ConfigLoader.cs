@@ -73,7 +73,7 @@ public static partial class ConfigLoader
         if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)
             throw new ConfigException("the configuration must be a YAML mapping with regions, jurisdictions and services");
 
-        Known(root, "", "regions", "jurisdictions", "services", "custody", "limits", "retention");
+        Known(root, "", "regions", "jurisdictions", "services", "custody", "limits", "retention", "migration");
         var regions = ParseRegions(Seq(root, "regions", ""), baseDirectory);
         var jurisdictions = ParseJurisdictions(Map(root, "jurisdictions", ""), regions);
         var services = ParseServices(Seq(root, "services", ""));
@@ -104,6 +104,14 @@ public static partial class ConfigLoader
             if (sweep > TimeSpan.FromDays(1)) throw new ConfigException($"retention.sweep_interval: '{s}' is too long; sweep at least once a day (at most 1d)");
         }
 
+        var pace = 0;
+        if (OptMap(root, "migration", "") is { } migrationNode)
+        {
+            Known(migrationNode, "migration.", "users_per_second");
+            pace = Int(migrationNode, "users_per_second", "migration.", 0);
+            if (pace < 0) throw new ConfigException("migration.users_per_second: must be 0 (as fast as the stores allow) or a positive number of users a second");
+        }
+
         return new DomicileConfig
         {
             Regions = regions,
@@ -112,6 +120,7 @@ public static partial class ConfigLoader
             Custody = new CustodyConfig(shares, threshold),
             Limits = new LimitsConfig(maxItem, rps),
             SweepInterval = sweep,
+            MigrationUsersPerSecond = pace,
             BaseDirectory = baseDirectory,
         };
     }

@@ -13,6 +13,9 @@ public sealed class DomicileConfig
     public required LimitsConfig Limits { get; init; }
     public TimeSpan SweepInterval { get; init; } = TimeSpan.FromMinutes(1);
 
+    /// <summary>A ceiling on how many users a migration moves a second, so a live region keeps its headroom; 0 = no ceiling.</summary>
+    public int MigrationUsersPerSecond { get; init; }
+
     /// <summary>Folder that relative paths were resolved against.</summary>
     public required string BaseDirectory { get; init; }
 

@@ -57,7 +57,7 @@ public sealed class LiveServer : IAsyncDisposable
     static Config.DomicileConfig WithRps(Config.DomicileConfig c, int rps) => new()
     {
         Regions = c.Regions, Jurisdictions = c.Jurisdictions, Services = c.Services, Custody = c.Custody,
-        Limits = c.Limits with { UserRps = rps }, SweepInterval = c.SweepInterval, BaseDirectory = c.BaseDirectory,
+        Limits = c.Limits with { UserRps = rps }, SweepInterval = c.SweepInterval, MigrationUsersPerSecond = c.MigrationUsersPerSecond, BaseDirectory = c.BaseDirectory,
     };
 
     public HttpClient Client(string? token = null)
