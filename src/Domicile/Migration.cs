@@ -375,6 +375,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     {
         var normal = new List<string>();
         var seqs = new Dictionary<string, long>();
+        var snapshots = new List<UserPackage>();
         foreach (var userId in group)
         {
             var account = await from.GetAccountAsync(userId);
@@ -390,12 +391,19 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
                 count(userId, await MigrateUserAsync(id, actor, userId, from, to, alreadySwitched: false));
                 continue;
             }
-            await to.ImportUserAsync(snapshot, UserStates.Incoming, actor);
-            var catchUp = await CatchUpAsync(from, snapshot);
-            if (catchUp.ChangeSeq != snapshot.ChangeSeq) await to.ImportUserAsync(catchUp, UserStates.Incoming, actor);
-            seqs[userId] = catchUp.ChangeSeq;
-            normal.Add(userId);
+            snapshots.Add(snapshot);
         }
+        // The group's copies arrive in one transaction, then whatever changed meanwhile in another.
+        await to.ImportUsersAsync(snapshots, UserStates.Incoming, actor);
+        var catchUps = new List<UserPackage>();
+        foreach (var snapshot in snapshots)
+        {
+            var catchUp = await CatchUpAsync(from, snapshot);
+            if (catchUp.ChangeSeq != snapshot.ChangeSeq) catchUps.Add(catchUp);
+            seqs[snapshot.UserId] = catchUp.ChangeSeq;
+            normal.Add(snapshot.UserId);
+        }
+        await to.ImportUsersAsync(catchUps, UserStates.Incoming, actor);
         if (normal.Count == 0) return;
         await JournalGroup(id, normal, "copied", from, to, u => new JsonObject { ["seq"] = seqs[u] });
 

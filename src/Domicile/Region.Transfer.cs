@@ -76,51 +76,63 @@ public sealed partial class Region
     /// importing the same package twice leaves the same state. Consent is not re-checked: the
     /// package carries the ledger that allowed the data.
     /// </summary>
-    public async Task ImportUserAsync(UserPackage pkg, string state, string actor, CancellationToken ct = default)
+    public async Task ImportUserAsync(UserPackage pkg, string state, string actor, CancellationToken ct = default) =>
+        await ImportUsersAsync([pkg], state, actor, ct);
+
+    /// <summary>
+    /// <see cref="ImportUserAsync"/> for many users: those without blobs (most) arrive together in one
+    /// transaction (one commit instead of one each); a user with blobs or many items arrives alone.
+    /// </summary>
+    public async Task ImportUsersAsync(IReadOnlyList<UserPackage> packages, string state, string actor, CancellationToken ct = default)
     {
         using var lease = Lease();
         var ring = lease.Keys;
-        var userId = pkg.UserId;
-        var loginIndex = ring.BlindIndex("login", pkg.Login);
-        var blobs = pkg.Items.Where(i => i.Open is not null).ToList();
-        var small = pkg.Items.Where(i => i.Open is null).ToList();
-        // A user without blobs (most) arrives in one transaction: account, keys, consents, items, messages.
-        var inOne = blobs.Count == 0 && small.Count <= 500;
-        await Store.WriteAsync(async tx =>
-        {
-            var existing = await tx.GetUserAsync(userId);
-            if (existing is not null && existing.State != UserStates.Incoming)
-                throw new DomicileException("conflict", $"the user already lives in region '{Id}'; a copy must not overwrite a home");
-            var accountDek = await DekAsync(ring, tx, userId, AccountService);
-            var fresh = accountDek is null;
-            accountDek ??= await CreateDekAsync(ring, tx, userId, AccountService);
-            var loginEnc = Sealing.Seal(accountDek, Encoding.UTF8.GetBytes(pkg.Login), Sealing.Aad("login", Id, userId));
-            if (fresh) CryptographicOperations.ZeroMemory(accountDek);
-            var row = new UserRow(userId, loginIndex, loginEnc, pkg.PasswordHash, pkg.Country, pkg.CreatedAt, pkg.ChangeSeq, existing?.State ?? state);
-            if (existing is null) await tx.InsertUserAsync(row);
-            else await tx.UpdateUserAsync(row);
-            await tx.RaiseChangeAsync(userId, pkg.ChangeSeq);
-            foreach (var service in pkg.Services)
-                if (await tx.GetDekAsync(userId, service) is null)
-                    CryptographicOperations.ZeroMemory(await CreateDekAsync(ring, tx, userId, service));
-            await tx.DeleteConsentsAsync(userId);
-            foreach (var c in pkg.Ledger) await tx.AppendConsentAsync(c with { UserId = userId });
-            foreach (var s in pkg.States) await tx.SetConsentStateAsync(s with { UserId = userId });
-            if (inOne)
+        static bool InOne(UserPackage p) => p.Items.Count <= 500 && p.Items.All(i => i.Open is null);
+        var together = packages.Where(InOne).ToList();
+        if (together.Count > 0)
+            await Store.WriteAsync(async tx =>
             {
-                await WriteSmallItemsAsync(ring, tx, userId, small);
-                await WriteMessagesAsync(ring, tx, userId, pkg.Messages);
-            }
-            return 0;
-        }, ct);
-        if (!inOne)
+                foreach (var pkg in together)
+                {
+                    await ImportAccountAsync(ring, tx, pkg, state);
+                    await WriteSmallItemsAsync(ring, tx, pkg.UserId, pkg.Items);
+                    await WriteMessagesAsync(ring, tx, pkg.UserId, pkg.Messages);
+                }
+                return 0;
+            }, ct);
+        foreach (var pkg in packages.Where(p => !InOne(p)))
         {
-            foreach (var item in blobs) await ImportBlobItemAsync(ring, userId, item, ct);
-            foreach (var chunk in small.Chunk(200))
-                await Store.WriteAsync(async tx => { await WriteSmallItemsAsync(ring, tx, userId, chunk); return 0; }, ct);
-            await Store.WriteAsync(async tx => { await WriteMessagesAsync(ring, tx, userId, pkg.Messages); return 0; }, ct);
+            await Store.WriteAsync(async tx => { await ImportAccountAsync(ring, tx, pkg, state); return 0; }, ct);
+            foreach (var item in pkg.Items.Where(i => i.Open is not null)) await ImportBlobItemAsync(ring, pkg.UserId, item, ct);
+            foreach (var chunk in pkg.Items.Where(i => i.Open is null).Chunk(200))
+                await Store.WriteAsync(async tx => { await WriteSmallItemsAsync(ring, tx, pkg.UserId, chunk); return 0; }, ct);
+            await Store.WriteAsync(async tx => { await WriteMessagesAsync(ring, tx, pkg.UserId, pkg.Messages); return 0; }, ct);
         }
-        ForgetAccount(userId);
+        foreach (var pkg in packages) ForgetAccount(pkg.UserId);
+    }
+
+    /// <summary>The account, its keys and its consents; refuses to overwrite a user who lives here.</summary>
+    async Task ImportAccountAsync(KeyRing ring, IStoreTx tx, UserPackage pkg, string state)
+    {
+        var userId = pkg.UserId;
+        var existing = await tx.GetUserAsync(userId);
+        if (existing is not null && existing.State != UserStates.Incoming)
+            throw new DomicileException("conflict", $"the user already lives in region '{Id}'; a copy must not overwrite a home");
+        var accountDek = await DekAsync(ring, tx, userId, AccountService);
+        var fresh = accountDek is null;
+        accountDek ??= await CreateDekAsync(ring, tx, userId, AccountService);
+        var loginEnc = Sealing.Seal(accountDek, Encoding.UTF8.GetBytes(pkg.Login), Sealing.Aad("login", Id, userId));
+        if (fresh) CryptographicOperations.ZeroMemory(accountDek);
+        var row = new UserRow(userId, ring.BlindIndex("login", pkg.Login), loginEnc, pkg.PasswordHash, pkg.Country, pkg.CreatedAt, pkg.ChangeSeq, existing?.State ?? state);
+        if (existing is null) await tx.InsertUserAsync(row);
+        else await tx.UpdateUserAsync(row);
+        await tx.RaiseChangeAsync(userId, pkg.ChangeSeq);
+        foreach (var service in pkg.Services)
+            if (await tx.GetDekAsync(userId, service) is null)
+                CryptographicOperations.ZeroMemory(await CreateDekAsync(ring, tx, userId, service));
+        await tx.DeleteConsentsAsync(userId);
+        foreach (var c in pkg.Ledger) await tx.AppendConsentAsync(c with { UserId = userId });
+        foreach (var s in pkg.States) await tx.SetConsentStateAsync(s with { UserId = userId });
     }
 
     async Task WriteMessagesAsync(KeyRing ring, IStoreTx tx, string userId, IReadOnlyList<PackagedMessage> messages)

@@ -28,6 +28,17 @@ public class AuditChainProperties
     static readonly Gen<(int Length, uint Seed)> Chains = Gen.Select(Gen.Int[2, 40], Gen.UInt);
 
     [Fact]
+    public void The_append_hash_equals_the_general_canonical_hash() =>
+        Gen.Select(Gen.String, Gen.String, Gen.String, Gen.Long[1, 1L << 53], Gen.Dictionary(Gen.String, Gen.Int)[0, 5]).Sample((actor, action, subject, seq, map) =>
+        {
+            var details = new JsonObject();
+            foreach (var (k, v) in map) details[k] = v;
+            var row = new AuditRow(seq, AuditChain.FormatTime(DateTimeOffset.UnixEpoch.AddSeconds(seq % 4_000_000_000)), actor, action, subject,
+                Crypto.Jcs.CanonicalString(details), AuditChain.Genesis, "");
+            return AuditChain.HashCanonical(row) == AuditChain.Hash(row);
+        });
+
+    [Fact]
     public void An_untouched_chain_verifies() =>
         Chains.Sample(c => AuditChain.Verify("r", Chain(c.Length, c.Seed)) is { Ok: true, FirstBadSeq: null } v && v.Entries == c.Length);
 

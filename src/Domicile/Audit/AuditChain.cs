@@ -41,7 +41,7 @@ public static class AuditChain
         var detailsText = Jcs.CanonicalString(details ?? []);
         var at = FormatTime(now);
         var row = new AuditRow(seq, at, actor, action, subject, detailsText, prev, "");
-        row = row with { Hash = Hash(row) };
+        row = row with { Hash = HashCanonical(row) };
         await tx.AppendAuditAsync(row);
         return row;
     }
@@ -61,6 +61,29 @@ public static class AuditChain
         };
         if (withHash) o["hash"] = row.Hash;
         return o;
+    }
+
+    /// <summary>
+    /// <see cref="Hash"/> of an entry whose details are already canonical, as every appended entry's
+    /// are: the same RFC 8785 bytes written directly (members in their sorted order), without
+    /// parsing the details back. Verification keeps the general path. (Sequence numbers stay below
+    /// 2^53, where JCS prints a number as the same digits.)
+    /// </summary>
+    internal static string HashCanonical(AuditRow row)
+    {
+        var sb = new StringBuilder(192 + row.Details.Length);
+        sb.Append("{\"action\":");
+        Jcs.AppendString(sb, row.Action);
+        sb.Append(",\"actor\":");
+        Jcs.AppendString(sb, row.Actor);
+        sb.Append(",\"at\":");
+        Jcs.AppendString(sb, row.At);
+        sb.Append(",\"details\":").Append(row.Details).Append(",\"prev\":");
+        Jcs.AppendString(sb, row.Prev);
+        sb.Append(",\"seq\":").Append(row.Seq.ToString(CultureInfo.InvariantCulture)).Append(",\"subject\":");
+        Jcs.AppendString(sb, row.Subject);
+        sb.Append('}');
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())));
     }
 
     public static string Hash(AuditRow row)

@@ -224,6 +224,9 @@ public static class Jcs
         }
     }
 
+    /// <summary>Appends <paramref name="s"/> as a canonical JSON string.</summary>
+    public static void AppendString(StringBuilder sb, string s) => WriteString(sb, s);
+
     private static void WriteString(StringBuilder sb, string s)
     {
         sb.Append('"');

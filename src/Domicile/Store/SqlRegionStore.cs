@@ -141,6 +141,11 @@ public abstract class SqlRegionStore : IRegionStore
 
     protected virtual ValueTask ReturnAsync(DbConnection connection) => connection.DisposeAsync();
 
+    /// <summary>The connection for a write, rented while this process's write turn is held.</summary>
+    protected virtual Task<DbConnection> RentWriterAsync(CancellationToken ct) => RentAsync(ct);
+
+    protected virtual ValueTask ReturnWriterAsync(DbConnection connection) => ReturnAsync(connection);
+
     /// <summary>Statements kept with a connection across transactions, or null to keep them per transaction.</summary>
     protected internal virtual Dictionary<string, DbCommand>? CommandCache(DbConnection connection) => null;
 
@@ -151,7 +156,7 @@ public abstract class SqlRegionStore : IRegionStore
             try
             {
                 using var slot = await EnterWriteAsync(ct);
-                var c = await RentAsync(ct);
+                var c = await RentWriterAsync(ct);
                 try
                 {
                     await using var tx = await BeginWriteAsync(c, ct);
@@ -162,7 +167,7 @@ public abstract class SqlRegionStore : IRegionStore
                 }
                 finally
                 {
-                    await ReturnAsync(c);
+                    await ReturnWriterAsync(c);
                 }
             }
             catch (DbException e) when (IsTransient(e) && attempt < 5)

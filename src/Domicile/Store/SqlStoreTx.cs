@@ -448,16 +448,27 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
     public async Task<IReadOnlyList<OperatorRow>> ListOperatorsAsync() =>
         await Query($"SELECT {OperatorColumns} FROM operators ORDER BY created_at, id", MapOperator);
 
+    // A write transaction holds the audit lock (or the only writer slot) from its first look at the
+    // head to its commit, so the head it appended last is the head: a migration step appends dozens.
+    (long Seq, string Hash)? _auditHead;
+    bool _auditHeadKnown;
+
     public async Task<(long Seq, string Hash)?> AuditHeadAsync()
     {
+        if (_auditHeadKnown) return _auditHead;
         if (write && store.AuditLockSql is { } lockSql) await Exec(lockSql);
         var rows = await Query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", r => (r.GetInt64(0), r.GetString(1)));
-        return rows.Count == 0 ? null : rows[0];
+        _auditHead = rows.Count == 0 ? null : rows[0];
+        _auditHeadKnown = write;
+        return _auditHead;
     }
 
-    public Task AppendAuditAsync(AuditRow a) =>
-        Exec("INSERT INTO audit (seq, at, actor, action, subject, details, prev, hash) VALUES (@q, @at, @ac, @an, @s, @d, @p, @h)",
+    public async Task AppendAuditAsync(AuditRow a)
+    {
+        await Exec("INSERT INTO audit (seq, at, actor, action, subject, details, prev, hash) VALUES (@q, @at, @ac, @an, @s, @d, @p, @h)",
             ("q", a.Seq), ("at", a.At), ("ac", a.Actor), ("an", a.Action), ("s", a.Subject), ("d", a.Details), ("p", a.Prev), ("h", a.Hash));
+        if (write) (_auditHead, _auditHeadKnown) = ((a.Seq, a.Hash), true);
+    }
 
     public async Task<IReadOnlyList<AuditRow>> ReadAuditAsync(long afterSeq, int limit) =>
         await Query("SELECT seq, at, actor, action, subject, details, prev, hash FROM audit WHERE seq > @a ORDER BY seq LIMIT @l",

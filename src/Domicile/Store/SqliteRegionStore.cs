@@ -100,6 +100,21 @@ public sealed class SqliteRegionStore : SqlRegionStore
     readonly System.Runtime.CompilerServices.ConditionalWeakTable<DbConnection, Dictionary<string, DbCommand>> _statements = new();
     const int MaxIdle = 16;
 
+    // Every write runs on one connection (writes take turns anyway): SQLite drops a connection's
+    // page cache whenever another connection has written since its last transaction, so writes
+    // spread over the pool would each start cold and read their pages again.
+    SqliteConnection? _writerConnection;
+
+    protected override async Task<DbConnection> RentWriterAsync(CancellationToken ct) =>
+        _writerConnection is { State: System.Data.ConnectionState.Open } c ? c : _writerConnection = (SqliteConnection)await OpenAsync(ct);
+
+    protected override async ValueTask ReturnWriterAsync(DbConnection connection)
+    {
+        if (connection.State == System.Data.ConnectionState.Open && !_disposed) return;
+        _writerConnection = null;
+        await DisposeConnectionAsync(connection);
+    }
+
     protected override async Task<DbConnection> RentAsync(CancellationToken ct) =>
         _idle.TryTake(out var c) ? c : await OpenAsync(ct);
 
@@ -132,6 +147,8 @@ public sealed class SqliteRegionStore : SqlRegionStore
     {
         _disposed = true;
         while (_idle.TryTake(out var c)) await DisposeConnectionAsync(c);
+        if (_writerConnection is { } w) await DisposeConnectionAsync(w);
+        _writerConnection = null;
         SqliteConnection.ClearAllPools();
         _writer.Dispose();
     }
