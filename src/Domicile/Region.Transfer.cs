@@ -92,70 +92,106 @@ public sealed partial class Region
         if (together.Count > 0)
             await Store.WriteAsync(async tx =>
             {
+                using var deks = new TxDeks(this, ring, tx);
                 foreach (var pkg in together)
                 {
-                    await ImportAccountAsync(ring, tx, pkg, state);
-                    await WriteSmallItemsAsync(ring, tx, pkg.UserId, pkg.Items);
-                    await WriteMessagesAsync(ring, tx, pkg.UserId, pkg.Messages);
+                    var arrived = await ImportAccountAsync(deks, tx, pkg, state);
+                    await WriteSmallItemsAsync(deks, tx, pkg.UserId, pkg.Items, arrived);
+                    await WriteMessagesAsync(deks, tx, pkg.UserId, pkg.Messages, arrived);
                 }
                 return 0;
             }, ct);
         foreach (var pkg in packages.Where(p => !InOne(p)))
         {
-            await Store.WriteAsync(async tx => { await ImportAccountAsync(ring, tx, pkg, state); return 0; }, ct);
+            await Store.WriteAsync(async tx => { using var deks = new TxDeks(this, ring, tx); await ImportAccountAsync(deks, tx, pkg, state); return 0; }, ct);
             foreach (var item in pkg.Items.Where(i => i.Open is not null)) await ImportBlobItemAsync(ring, pkg.UserId, item, ct);
             foreach (var chunk in pkg.Items.Where(i => i.Open is null).Chunk(200))
-                await Store.WriteAsync(async tx => { await WriteSmallItemsAsync(ring, tx, pkg.UserId, chunk); return 0; }, ct);
-            await Store.WriteAsync(async tx => { await WriteMessagesAsync(ring, tx, pkg.UserId, pkg.Messages); return 0; }, ct);
+                await Store.WriteAsync(async tx => { using var deks = new TxDeks(this, ring, tx); await WriteSmallItemsAsync(deks, tx, pkg.UserId, chunk, arrivedNow: false); return 0; }, ct);
+            await Store.WriteAsync(async tx => { using var deks = new TxDeks(this, ring, tx); await WriteMessagesAsync(deks, tx, pkg.UserId, pkg.Messages); return 0; }, ct);
         }
         foreach (var pkg in packages) ForgetAccount(pkg.UserId);
     }
 
-    /// <summary>The account, its keys and its consents; refuses to overwrite a user who lives here.</summary>
-    async Task ImportAccountAsync(KeyRing ring, IStoreTx tx, UserPackage pkg, string state)
+    /// <summary>
+    /// The data keys one write transaction uses: each unwrapped once per user and service, not once
+    /// per row; those made here are zeroed when the transaction's work is done.
+    /// </summary>
+    sealed class TxDeks(Region region, KeyRing ring, IStoreTx tx) : IDisposable
+    {
+        readonly Dictionary<(string User, string Service), (byte[] Key, bool Made)> _keys = [];
+
+        public KeyRing Ring => ring;
+
+        public async Task<byte[]?> GetAsync(string user, string service)
+        {
+            if (_keys.TryGetValue((user, service), out var k)) return k.Key;
+            var dek = await region.DekAsync(ring, tx, user, service);
+            if (dek is not null) _keys[(user, service)] = (dek, false);
+            return dek;
+        }
+
+        public async Task<byte[]> CreateAsync(string user, string service)
+        {
+            var dek = await region.CreateDekAsync(ring, tx, user, service);
+            _keys[(user, service)] = (dek, true);
+            return dek;
+        }
+
+        public void Dispose()
+        {
+            foreach (var (key, made) in _keys.Values)
+                if (made) CryptographicOperations.ZeroMemory(key);
+        }
+    }
+
+    /// <summary>
+    /// The account, its keys and its consents; refuses to overwrite a user who lives here. Returns
+    /// whether the account arrived just now (then no rows of the user exist here yet).
+    /// </summary>
+    async Task<bool> ImportAccountAsync(TxDeks deks, IStoreTx tx, UserPackage pkg, string state)
     {
         var userId = pkg.UserId;
         var existing = await tx.GetUserAsync(userId);
         if (existing is not null && existing.State != UserStates.Incoming)
             throw new DomicileException("conflict", $"the user already lives in region '{Id}'; a copy must not overwrite a home");
-        var accountDek = await DekAsync(ring, tx, userId, AccountService);
-        var fresh = accountDek is null;
-        accountDek ??= await CreateDekAsync(ring, tx, userId, AccountService);
+        var accountDek = await deks.GetAsync(userId, AccountService) ?? await deks.CreateAsync(userId, AccountService);
         var loginEnc = Sealing.Seal(accountDek, Encoding.UTF8.GetBytes(pkg.Login), Sealing.Aad("login", Id, userId));
-        if (fresh) CryptographicOperations.ZeroMemory(accountDek);
-        var row = new UserRow(userId, ring.BlindIndex("login", pkg.Login), loginEnc, pkg.PasswordHash, pkg.Country, pkg.CreatedAt, pkg.ChangeSeq, existing?.State ?? state);
+        var row = new UserRow(userId, deks.Ring.BlindIndex("login", pkg.Login), loginEnc, pkg.PasswordHash, pkg.Country, pkg.CreatedAt, pkg.ChangeSeq, existing?.State ?? state);
         if (existing is null) await tx.InsertUserAsync(row);
         else await tx.UpdateUserAsync(row);
         await tx.RaiseChangeAsync(userId, pkg.ChangeSeq);
         foreach (var service in pkg.Services)
-            if (await tx.GetDekAsync(userId, service) is null)
-                CryptographicOperations.ZeroMemory(await CreateDekAsync(ring, tx, userId, service));
-        await tx.DeleteConsentsAsync(userId);
+            if (existing is null || await deks.GetAsync(userId, service) is null)
+                await deks.CreateAsync(userId, service);
+        if (existing is not null) await tx.DeleteConsentsAsync(userId);
         foreach (var c in pkg.Ledger) await tx.AppendConsentAsync(c with { UserId = userId });
         foreach (var s in pkg.States) await tx.SetConsentStateAsync(s with { UserId = userId });
+        return existing is null;
     }
 
-    async Task WriteMessagesAsync(KeyRing ring, IStoreTx tx, string userId, IReadOnlyList<PackagedMessage> messages)
+    async Task WriteMessagesAsync(TxDeks deks, IStoreTx tx, string userId, IReadOnlyList<PackagedMessage> messages, bool arrivedNow = false)
     {
-        await tx.DeleteMessagesAsync(userId);
+        if (!arrivedNow) await tx.DeleteMessagesAsync(userId);
         if (messages.Count == 0) return;
-        var dek = await DekAsync(ring, tx, userId, MessagingService) ?? throw new DomicileException("conflict", "messages arrived without their service key");
+        var dek = await deks.GetAsync(userId, MessagingService) ?? throw new DomicileException("conflict", "messages arrived without their service key");
         foreach (var m in messages)
             await tx.InsertMessageAsync(new MessageRow(m.Id, userId, m.Sender, Sealing.Seal(dek, Encoding.UTF8.GetBytes(m.Body), MessageAad(userId, m.Id)), m.SentAt, m.ExpiresAt));
     }
 
-    async Task WriteSmallItemsAsync(KeyRing ring, IStoreTx tx, string userId, IReadOnlyList<PackagedItem> items)
+    /// <param name="arrivedNow">The account was inserted in this transaction: there is no earlier row (or blob) of the user to replace.</param>
+    async Task WriteSmallItemsAsync(TxDeks deks, IStoreTx tx, string userId, IReadOnlyList<PackagedItem> items, bool arrivedNow)
     {
+        var ring = deks.Ring;
         foreach (var item in items)
         {
-            var dek = await DekAsync(ring, tx, userId, item.Service) ?? throw new DomicileException("conflict", $"no key for '{item.Service}' at {Id}");
+            var dek = await deks.GetAsync(userId, item.Service) ?? throw new DomicileException("conflict", $"no key for '{item.Service}' at {Id}");
             var keyIndex = ring.BlindIndex("item", userId, item.Service, item.Collection, item.Key);
             var content = item.Content ?? [];
             var digest = item.Deleted ? "" : Convert.ToHexStringLower(SHA256.HashData(content));
             var head = Sealing.Seal(dek, EncodeHead(new Head(item.Key, item.Deleted ? "" : item.ContentType, null, 0, digest)),
                 HeadAad(userId, item.Service, item.Collection, keyIndex, item.Version));
             var sealedContent = item.Deleted ? null : Sealing.Seal(dek, content, ContentAad(userId, item.Service, item.Collection, keyIndex, item.Version));
-            var old = await tx.GetItemAsync(userId, item.Service, item.Collection, keyIndex);
+            var old = arrivedNow ? null : await tx.GetItemAsync(userId, item.Service, item.Collection, keyIndex);
             await tx.UpsertItemAsync(new ItemRow(userId, item.Service, item.Collection, keyIndex, head, sealedContent, null,
                 item.Deleted ? 0 : content.Length, item.Version, item.Deleted, item.CreatedAt, item.UpdatedAt));
             if (old?.BlobId is { } oldBlob) await tx.DeleteBlobAsync(oldBlob);

@@ -256,15 +256,26 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
     {
         var found = new List<ItemRow>();
         var step = store.RowsPerStatement;
+        if (step == 1)
+        {
+            // SQLite: one statement per collection and up to 100 keys, one index seek per key (the
+            // key is the last column of the primary key). Parameters bind by name, a scan of the
+            // statement's names each, which stays small at this size.
+            foreach (var byCollection in places.GroupBy(p => p.Collection))
+                foreach (var chunk in byCollection.Chunk(InListMax))
+                {
+                    var args = new (string, object?)[chunk.Length + 3];
+                    args[0] = ("u", userId);
+                    args[1] = ("s", service);
+                    args[2] = ("c", byCollection.Key);
+                    for (var i = 0; i < chunk.Length; i++) args[i + 3] = (KeyNames[i], chunk[i].KeyIndex);
+                    found.AddRange(await Query(InListSql[chunk.Length] ??= $"SELECT {ItemColumns} FROM items WHERE user_id = @u AND service = @s AND collection = @c AND key_index IN ({string.Join(", ", KeyNames.Take(chunk.Length).Select(n => "@" + n))})",
+                        MapItem, args));
+                }
+            return found;
+        }
         for (var at = 0; at < places.Count; at += step)
         {
-            if (step == 1)
-            {
-                // One reused single-row statement: SQLite binds parameters by name in linear time.
-                var (c, k) = places[at];
-                if (await GetItemAsync(userId, service, c, k) is { } one) found.Add(one);
-                continue;
-            }
             // One statement per collection, one index seek per key. An IN list would let the planner,
             // without statistics yet on a young table, seek the user's collection and filter every
             // row of it against the list; the lateral subquery leaves it nothing but the full key.
@@ -279,6 +290,10 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
         }
         return found;
     }
+
+    const int InListMax = 100;
+    static readonly string[] KeyNames = [.. Enumerable.Range(0, InListMax).Select(i => "k" + i)];
+    static readonly string?[] InListSql = new string?[InListMax + 1];
 
     public Task UpsertItemAsync(ItemRow i) =>
         Exec($"""
