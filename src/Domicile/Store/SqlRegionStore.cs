@@ -126,14 +126,27 @@ public abstract class SqlRegionStore : IRegionStore
         var c = await RentAsync(ct);
         try
         {
-            await using var tx = await BeginReadAsync(c, ct);
-            await using var stx = new SqlStoreTx(this, c, tx, write: false);
-            return await work(stx);
+            var (tx, ofCommands) = await BeginWorkAsync(c, write: false, ct);
+            await using (tx)
+            {
+                await using var stx = new SqlStoreTx(this, c, ofCommands, write: false);
+                return await work(stx);
+            }
         }
         finally
         {
             await ReturnAsync(c);
         }
+    }
+
+    /// <summary>
+    /// The transaction a <see cref="ReadAsync"/> or <see cref="WriteAsync"/> runs in, and the one
+    /// its commands must name (null for none): by default the engine's own transaction for both.
+    /// </summary>
+    protected virtual async Task<(DbTransaction? Tx, DbTransaction? OfCommands)> BeginWorkAsync(DbConnection connection, bool write, CancellationToken ct)
+    {
+        var tx = write ? await BeginWriteAsync(connection, ct) : await BeginReadAsync(connection, ct);
+        return (tx, tx);
     }
 
     /// <summary>A connection for one read or write; engines that pool themselves just open one.</summary>
@@ -159,11 +172,14 @@ public abstract class SqlRegionStore : IRegionStore
                 var c = await RentWriterAsync(ct);
                 try
                 {
-                    await using var tx = await BeginWriteAsync(c, ct);
-                    await using var stx = new SqlStoreTx(this, c, tx, write: true);
-                    var result = await work(stx);
-                    await tx.CommitAsync(ct);
-                    return result;
+                    var (tx, ofCommands) = await BeginWorkAsync(c, write: true, ct);
+                    await using (tx)
+                    {
+                        await using var stx = new SqlStoreTx(this, c, ofCommands, write: true);
+                        var result = await work(stx);
+                        await tx!.CommitAsync(ct);
+                        return result;
+                    }
                 }
                 finally
                 {

@@ -91,6 +91,69 @@ public sealed class SqliteRegionStore : SqlRegionStore
     protected override Task<DbTransaction> BeginSnapshotAsync(DbConnection connection, CancellationToken ct) =>
         Task.FromResult<DbTransaction>(((SqliteConnection)connection).BeginTransaction(deferred: true));
 
+    protected override Task<(DbTransaction? Tx, DbTransaction? OfCommands)> BeginWorkAsync(DbConnection connection, bool write, CancellationToken ct) =>
+        Task.FromResult<(DbTransaction?, DbTransaction?)>((new ReusedTransaction(this, (SqliteConnection)connection, write), null));
+
+    /// <summary>
+    /// BEGIN, COMMIT and ROLLBACK as statements compiled once per connection. The driver's own
+    /// transactions compile and free them each time, and a one-row read is three statements, two
+    /// of them these. The driver does not know of this transaction, so commands name none.
+    /// </summary>
+    sealed class ReusedTransaction : DbTransaction
+    {
+        readonly SqliteRegionStore _store;
+        readonly SqliteConnection _connection;
+        bool _done;
+
+        public ReusedTransaction(SqliteRegionStore store, SqliteConnection connection, bool write)
+        {
+            (_store, _connection) = (store, connection);
+            Run(write ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED");
+        }
+
+        void Run(string sql)
+        {
+            var cache = _store.CommandCache(_connection)!;
+            if (!cache.TryGetValue(sql, out var cmd))
+            {
+                cmd = _connection.CreateCommand();
+                cmd.CommandText = sql;
+                cache[sql] = cmd;
+            }
+            cmd.ExecuteNonQuery();
+        }
+
+        public override void Commit()
+        {
+            Run("COMMIT");
+            _done = true;
+        }
+
+        public override void Rollback()
+        {
+            if (_done) return;
+            _done = true;
+            Run("ROLLBACK");
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            // SQLite may have rolled back by itself after an error; there is nothing left to undo then.
+            if (disposing && !_done && _connection.Handle is { IsInvalid: false } h && SQLitePCL.raw.sqlite3_get_autocommit(h) == 0) Rollback();
+            _done = true;
+            base.Dispose(disposing);
+        }
+
+        public override ValueTask DisposeAsync()
+        {
+            Dispose();
+            return default;
+        }
+
+        protected override DbConnection DbConnection => _connection;
+        public override System.Data.IsolationLevel IsolationLevel => System.Data.IsolationLevel.Serializable;
+    }
+
     protected override bool IsTransient(DbException e) => e is SqliteException { SqliteErrorCode: 5 or 6 };
     protected override bool IsUniqueViolation(DbException e) => e is SqliteException { SqliteErrorCode: 19 };
 
