@@ -178,15 +178,26 @@ public sealed class SqliteRegionStore : SqlRegionStore
         await DisposeConnectionAsync(connection);
     }
 
-    protected override async Task<DbConnection> RentAsync(CancellationToken ct) =>
-        _idle.TryTake(out var c) ? c : await OpenAsync(ct);
+    // Counted apart: the bag's own Count takes every thread's lock, on every request.
+    int _idleCount;
+
+    protected override async Task<DbConnection> RentAsync(CancellationToken ct)
+    {
+        if (!_idle.TryTake(out var c)) return await OpenAsync(ct);
+        Interlocked.Decrement(ref _idleCount);
+        return c;
+    }
 
     protected override async ValueTask ReturnAsync(DbConnection connection)
     {
-        if (!_disposed && _idle.Count < MaxIdle && connection.State == System.Data.ConnectionState.Open)
+        if (!_disposed && connection.State == System.Data.ConnectionState.Open)
         {
-            _idle.Add((SqliteConnection)connection);
-            return;
+            if (Interlocked.Increment(ref _idleCount) <= MaxIdle)
+            {
+                _idle.Add((SqliteConnection)connection);
+                return;
+            }
+            Interlocked.Decrement(ref _idleCount);
         }
         await DisposeConnectionAsync(connection);
     }
