@@ -40,8 +40,11 @@ public static class ProtocolErrors
     {
         if (context.Features.Get<ConnectionState>() is { } state)
         {
-            state.InFlight++;
-            context.Response.OnCompleted(static s => { ((ConnectionState)s).InFlight--; return Task.CompletedTask; }, state);
+            // HTTP/2 and later multiplex requests on one connection and frame their own answers:
+            // "between requests" means nothing there, so such a connection is left alone for good.
+            if (!HttpProtocol.IsHttp11(context.Request.Protocol) && !HttpProtocol.IsHttp10(context.Request.Protocol)) state.Multiplexed = true;
+            Interlocked.Increment(ref state.InFlight);
+            context.Response.OnCompleted(static s => { Interlocked.Decrement(ref ((ConnectionState)s).InFlight); return Task.CompletedTask; }, state);
         }
         return next(context);
     });
@@ -62,6 +65,7 @@ public static class ProtocolErrors
     internal sealed class ConnectionState
     {
         public int InFlight;
+        public volatile bool Multiplexed;
     }
 
     sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
@@ -78,7 +82,7 @@ public static class ProtocolErrors
         byte[]? _held;
         int _heldCount;
 
-        bool Idle => state.InFlight == 0;
+        bool Idle => Volatile.Read(ref state.InFlight) == 0 && !state.Multiplexed;
 
         public override Memory<byte> GetMemory(int sizeHint = 0)
         {

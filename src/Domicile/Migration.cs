@@ -256,11 +256,20 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             // migration.users_per_second: each group waits for its slot on one shared schedule.
             var pace = _options.UsersPerSecond ?? deployment.Config.MigrationUsersPerSecond;
             var paceClock = System.Diagnostics.Stopwatch.StartNew();
-            long scheduled = 0;
+            var paceLock = new object();
+            var nextSlot = 0.0;
             async Task PaceAsync(int users)
             {
                 if (pace <= 0) return;
-                var wait = TimeSpan.FromSeconds((double)(Interlocked.Add(ref scheduled, users) - users) / pace) - paceClock.Elapsed;
+                double slot;
+                lock (paceLock)
+                {
+                    // A slot is never earlier than now: time spent below the ceiling (a busy store)
+                    // is not saved up as a burst for later.
+                    slot = Math.Max(nextSlot, paceClock.Elapsed.TotalSeconds);
+                    nextSlot = slot + (double)users / pace;
+                }
+                var wait = TimeSpan.FromSeconds(slot) - paceClock.Elapsed;
                 if (wait > TimeSpan.Zero) await Task.Delay(wait);
             }
             var paused = 0;
@@ -271,6 +280,8 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
                     try
                     {
                         await PaceAsync(g.Users.Count);
+                        // Paused while waiting for the slot: the resume picks the group up from the journal.
+                        if (Volatile.Read(ref paused) != 0) break;
                         if (g.Switched) Count(await MigrateUserAsync(id, actor, g.Users[0], g.From, to, alreadySwitched: true));
                         else
                         {

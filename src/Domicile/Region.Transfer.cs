@@ -146,7 +146,8 @@ public sealed partial class Region
 
     /// <summary>
     /// The account, its keys and its consents; refuses to overwrite a user who lives here. Returns
-    /// whether the account arrived just now (then no rows of the user exist here yet).
+    /// whether the account arrived just now (then the user has no items or messages here: they go
+    /// with the account row, in erasure and in a restore alike).
     /// </summary>
     async Task<bool> ImportAccountAsync(TxDeks deks, IStoreTx tx, UserPackage pkg, string state)
     {
@@ -160,10 +161,12 @@ public sealed partial class Region
         if (existing is null) await tx.InsertUserAsync(row);
         else await tx.UpdateUserAsync(row);
         await tx.RaiseChangeAsync(userId, pkg.ChangeSeq);
+        // Keys are looked for in the table itself even for an account new here: a restore keeps the
+        // key table, so a key may outlive its account row.
         foreach (var service in pkg.Services)
-            if (existing is null || await deks.GetAsync(userId, service) is null)
+            if (await tx.GetDekAsync(userId, service) is null)
                 await deks.CreateAsync(userId, service);
-        if (existing is not null) await tx.DeleteConsentsAsync(userId);
+        await tx.DeleteConsentsAsync(userId);
         foreach (var c in pkg.Ledger) await tx.AppendConsentAsync(c with { UserId = userId });
         foreach (var s in pkg.States) await tx.SetConsentStateAsync(s with { UserId = userId });
         return existing is null;

@@ -173,7 +173,10 @@ public sealed class SqliteRegionStore : SqlRegionStore
 
     protected override async ValueTask ReturnWriterAsync(DbConnection connection)
     {
-        if (connection.State == System.Data.ConnectionState.Open && !_disposed) return;
+        // Kept only outside any transaction: a writer left inside one (a failed ROLLBACK) would fail
+        // every later BEGIN and hold other processes off the file.
+        if (connection.State == System.Data.ConnectionState.Open && !_disposed
+            && ((SqliteConnection)connection).Handle is { IsInvalid: false } h && SQLitePCL.raw.sqlite3_get_autocommit(h) != 0) return;
         _writerConnection = null;
         await DisposeConnectionAsync(connection);
     }
@@ -219,10 +222,14 @@ public sealed class SqliteRegionStore : SqlRegionStore
 
     public override async ValueTask DisposeAsync()
     {
+        if (_disposed) return; // a deployment and its caller may both dispose it
         _disposed = true;
         while (_idle.TryTake(out var c)) await DisposeConnectionAsync(c);
+        // The writer connection may be in use: wait (a while) for the write to end before closing it.
+        var turn = await _writer.WaitAsync(TimeSpan.FromSeconds(10));
         if (_writerConnection is { } w) await DisposeConnectionAsync(w);
         _writerConnection = null;
+        if (turn) _writer.Release();
         SqliteConnection.ClearAllPools();
         _writer.Dispose();
     }
