@@ -30,7 +30,7 @@ public static class Problems
         [429] = "Too many requests", [431] = "Request headers too large", [500] = "Server error", [503] = "Service unavailable",
     };
 
-    public static string TitleOf(int status) => Titles.GetValueOrDefault(status, "Error");
+    static string TitleOf(int status) => Titles.GetValueOrDefault(status, "Error");
 
     public static async Task WriteAsync(HttpContext context, string code, string detail, int? status = null, string? region = null, TimeSpan? retryAfter = null)
     {
@@ -41,15 +41,31 @@ public static class Problems
         context.Response.ContentType = "application/problem+json";
         if (retryAfter is { } ra) context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(ra.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
         if (code == "unauthenticated") context.Response.Headers.WWWAuthenticate = "Bearer";
-        await using var w = new Utf8JsonWriter(context.Response.Body, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        await using var w = new Utf8JsonWriter(context.Response.Body, BodyOptions);
+        WriteBody(w, code, detail, s, region);
+    }
+
+    static readonly JsonWriterOptions BodyOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    /// <summary>The problem document itself, for answers written without an <see cref="HttpContext"/> too.</summary>
+    public static void WriteBody(Utf8JsonWriter w, string code, string detail, int status, string? region = null)
+    {
         w.WriteStartObject();
         w.WriteString("type", $"https://domicile.example/problems/{code}");
-        w.WriteString("title", TitleOf(s));
-        w.WriteNumber("status", s);
+        w.WriteString("title", TitleOf(status));
+        w.WriteNumber("status", status);
         w.WriteString("code", code);
         w.WriteString("detail", detail);
         if (region is not null) w.WriteString("region", region);
         w.WriteEndObject();
+    }
+
+    /// <summary>The problem document as UTF-8 bytes.</summary>
+    public static byte[] Body(string code, string detail, int status)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(512);
+        using (var w = new Utf8JsonWriter(buffer, BodyOptions)) WriteBody(w, code, detail, status);
+        return buffer.WrittenSpan.ToArray();
     }
 }
 

@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Text;
-using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http;
@@ -153,21 +152,11 @@ public static class ProtocolErrors
                 return false;
 
             var (answer, code, detail) = Explain(status, limits);
-            var body = new ArrayBufferWriter<byte>(512);
-            using (var json = new Utf8JsonWriter(body))
-            {
-                json.WriteStartObject();
-                json.WriteString("type", $"https://domicile.example/problems/{code}");
-                json.WriteString("title", Problems.TitleOf(answer));
-                json.WriteNumber("status", answer);
-                json.WriteString("code", code);
-                json.WriteString("detail", detail);
-                json.WriteEndObject();
-            }
+            var body = Problems.Body(code, detail, answer);
             var head = new StringBuilder()
                 .Append("HTTP/1.1 ").Append(answer).Append(' ').Append(ReasonPhrases.GetReasonPhrase(answer)).Append("\r\n")
                 .Append("Content-Type: application/problem+json\r\n")
-                .Append("Content-Length: ").Append(body.WrittenCount).Append("\r\n")
+                .Append("Content-Length: ").Append(body.Length).Append("\r\n")
                 .Append("Connection: close\r\n");
             var date = held.IndexOf("\r\nDate: "u8);
             if (date >= 0)
@@ -177,7 +166,7 @@ public static class ProtocolErrors
             }
             head.Append("\r\n");
             inner.Write(Encoding.ASCII.GetBytes(head.ToString()));
-            inner.Write(body.WrittenSpan);
+            inner.Write(body);
             return true;
         }
     }

@@ -384,7 +384,6 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     /// </summary>
     async Task MigrateGroupAsync(string id, string actor, IReadOnlyList<string> group, Region from, Region to, Action<string, UserDigest?> count)
     {
-        var normal = new List<string>();
         var seqs = new Dictionary<string, long>();
         var snapshots = new List<UserPackage>();
         foreach (var userId in group)
@@ -412,9 +411,9 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             var catchUp = await CatchUpAsync(from, snapshot);
             if (catchUp.ChangeSeq != snapshot.ChangeSeq) catchUps.Add(catchUp);
             seqs[snapshot.UserId] = catchUp.ChangeSeq;
-            normal.Add(snapshot.UserId);
         }
         await to.ImportUsersAsync(catchUps, UserStates.Incoming, actor);
+        var normal = snapshots.Select(s => s.UserId).ToList();
         if (normal.Count == 0) return;
         await JournalGroup(id, normal, "copied", from, to, u => new JsonObject { ["seq"] = seqs[u] });
 

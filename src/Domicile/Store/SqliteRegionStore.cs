@@ -139,7 +139,7 @@ public sealed class SqliteRegionStore : SqlRegionStore
         protected override void Dispose(bool disposing)
         {
             // SQLite may have rolled back by itself after an error; there is nothing left to undo then.
-            if (disposing && !_done && _connection.Handle is { IsInvalid: false } h && SQLitePCL.raw.sqlite3_get_autocommit(h) == 0) Rollback();
+            if (disposing && !_done && InTransaction(_connection)) Rollback();
             _done = true;
             base.Dispose(disposing);
         }
@@ -153,6 +153,10 @@ public sealed class SqliteRegionStore : SqlRegionStore
         protected override DbConnection DbConnection => _connection;
         public override System.Data.IsolationLevel IsolationLevel => System.Data.IsolationLevel.Serializable;
     }
+
+    /// <summary>Whether SQLite itself has a transaction open on the connection, whoever began it.</summary>
+    static bool InTransaction(SqliteConnection connection) =>
+        connection.Handle is { IsInvalid: false } h && SQLitePCL.raw.sqlite3_get_autocommit(h) == 0;
 
     protected override bool IsTransient(DbException e) => e is SqliteException { SqliteErrorCode: 5 or 6 };
     protected override bool IsUniqueViolation(DbException e) => e is SqliteException { SqliteErrorCode: 19 };
@@ -175,8 +179,7 @@ public sealed class SqliteRegionStore : SqlRegionStore
     {
         // Kept only outside any transaction: a writer left inside one (a failed ROLLBACK) would fail
         // every later BEGIN and hold other processes off the file.
-        if (connection.State == System.Data.ConnectionState.Open && !_disposed
-            && ((SqliteConnection)connection).Handle is { IsInvalid: false } h && SQLitePCL.raw.sqlite3_get_autocommit(h) != 0) return;
+        if (connection.State == System.Data.ConnectionState.Open && !_disposed && !InTransaction((SqliteConnection)connection)) return;
         _writerConnection = null;
         await DisposeConnectionAsync(connection);
     }
