@@ -22,6 +22,7 @@ foreach (var (id, run) in bench.All())
     {
         results[id] = new JsonObject { ["error"] = $"{e.GetType().Name}: {e.Message}" };
     }
+    Benchmarks.CleanUp();
 }
 Console.Error.WriteLine($"all figures in {(DateTime.UtcNow - started).TotalSeconds:N0} s ({(quick ? "quick" : "full")} sizes)");
 if (json)

@@ -341,38 +341,34 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         throw DomicileException.NotFound($"there is no migration '{id}'");
     }
 
-    async Task Journal(string id, string user, string step, Region a, Region b, JsonObject? details = null)
-    {
-        var text = (details ?? []).ToJsonString();
-        var at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        // The journal line and its audit entry commit together, in both regions.
-        foreach (var r in new[] { a, b })
-            await r.Store.WriteAsync(async tx =>
-            {
-                await tx.JournalAsync(id, user, step, at, text);
-                await Audit.AuditChain.AppendAsync(tx, r.Time.GetUtcNow(), $"migration:{id}", $"migration.{step}", user,
-                    new JsonObject { ["from"] = a.Id, ["to"] = b.Id });
-                return 0;
-            });
-        if (_options.AtStep is { } hook) await hook(step, user);
-    }
+    Task Journal(string id, string user, string step, Region from, Region to, JsonObject? details = null) =>
+        JournalGroup(id, [user], step, from, to, details is null ? null : _ => details);
 
-    /// <summary>Journals one step for many users: one transaction per region, journal lines and audit entries together.</summary>
-    async Task JournalGroup(string id, IReadOnlyList<string> users, string step, Region a, Region b, Func<string, JsonObject?>? details = null)
+    // Steps whose state change already wrote its own audit entry in the destination (the switch)
+    // or that happen at the source, which audits them itself (the fence).
+    static readonly HashSet<string> AuditedByTheirStep = ["fenced", "switched"];
+
+    /// <summary>
+    /// Journals one step for many users in one transaction of the destination, where the job lives
+    /// and resumes from: journal lines and their audit entries together. The source's own record of
+    /// the move is its audit chain (plan, fence, switch, purge, done).
+    /// </summary>
+    async Task JournalGroup(string id, IReadOnlyList<string> users, string step, Region from, Region to, Func<string, JsonObject?>? details = null)
     {
         if (users.Count == 0) return;
         var at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        foreach (var r in new[] { a, b })
-            await r.Store.WriteAsync(async tx =>
+        var audited = !AuditedByTheirStep.Contains(step);
+        await to.Store.WriteAsync(async tx =>
+        {
+            foreach (var user in users)
             {
-                foreach (var user in users)
-                {
-                    await tx.JournalAsync(id, user, step, at, (details?.Invoke(user) ?? []).ToJsonString());
-                    await Audit.AuditChain.AppendAsync(tx, r.Time.GetUtcNow(), $"migration:{id}", $"migration.{step}", user,
-                        new JsonObject { ["from"] = a.Id, ["to"] = b.Id });
-                }
-                return 0;
-            });
+                await tx.JournalAsync(id, user, step, at, (details?.Invoke(user) ?? []).ToJsonString());
+                if (audited)
+                    await Audit.AuditChain.AppendAsync(tx, to.Time.GetUtcNow(), $"migration:{id}", $"migration.{step}", user,
+                        new JsonObject { ["from"] = from.Id, ["to"] = to.Id });
+            }
+            return 0;
+        });
         if (_options.AtStep is { } hook)
             foreach (var user in users) await hook(step, user);
     }

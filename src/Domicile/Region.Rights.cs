@@ -113,8 +113,7 @@ public sealed partial class Region
     /// <summary>The digest of the last audit summary <paramref name="actor"/> recorded here for the user, if any.</summary>
     internal async Task<string?> CarriedHistoryDigestAsync(string userId, string actor, CancellationToken ct = default)
     {
-        var rows = await AuditAboutAsync(userId, ct);
-        var mine = rows.LastOrDefault(r => r.Actor == actor && r.Action == HistoryAction);
+        var mine = await Store.ReadAsync(tx => tx.LastAuditAsync(userId, actor, HistoryAction), ct);
         return mine is null ? null : (string?)JsonNode.Parse(mine.Details)?["digest"];
     }
 

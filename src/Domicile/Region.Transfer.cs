@@ -45,26 +45,39 @@ public sealed partial class Region
                 ? Encoding.UTF8.GetString(Sealing.Open(accountDek, user.LoginEnc, Sealing.Aad("login", Id, userId))) : "";
             var items = new List<PackagedItem>();
             var after = sinceVersion;
-            while (true)
+            // One key schedule per service for all of the user's rows, not one per value.
+            var sealers = new Dictionary<string, Sealing.Sealer>(StringComparer.Ordinal);
+            try
             {
-                var rows = await tx.ChangesAsync(userId, after, 500);
-                foreach (var r in rows)
+                while (true)
                 {
-                    if (!deks.TryGetValue(r.Service, out var dek)) continue; // the key is gone: so is the data, for good
-                    var head = OpenHead(dek, r);
-                    byte[]? content = null;
-                    if (!r.Deleted && head.BlobId is null)
-                        content = Sealing.Open(dek, r.Content ?? throw new TamperedException(), ContentAad(userId, r.Service, r.Collection, r.KeyIndex, r.Version));
-                    var (svc, coll, key) = (r.Service, r.Collection, head.Key);
-                    items.Add(new PackagedItem(r.Service, r.Collection, head.Key, head.ContentType, r.Version, r.Deleted, r.Size, r.CreatedAt, r.UpdatedAt, content,
-                        !r.Deleted && head.BlobId is not null ? async c => (await GetAsync(userId, svc, coll, key, c)).Content : null));
+                    var rows = await tx.ChangesAsync(userId, after, 500);
+                    foreach (var r in rows)
+                    {
+                        if (!deks.TryGetValue(r.Service, out var dek)) continue; // the key is gone: so is the data, for good
+                        if (!sealers.TryGetValue(r.Service, out var sealer)) sealers[r.Service] = sealer = new Sealing.Sealer(dek);
+                        var head = DecodeHead(sealer.Open(r.Head, HeadAad(r.UserId, r.Service, r.Collection, r.KeyIndex, r.Version)));
+                        byte[]? content = null;
+                        if (!r.Deleted && head.BlobId is null)
+                            content = sealer.Open(r.Content ?? throw new TamperedException(), ContentAad(userId, r.Service, r.Collection, r.KeyIndex, r.Version));
+                        var (svc, coll, key) = (r.Service, r.Collection, head.Key);
+                        items.Add(new PackagedItem(r.Service, r.Collection, head.Key, head.ContentType, r.Version, r.Deleted, r.Size, r.CreatedAt, r.UpdatedAt, content,
+                            !r.Deleted && head.BlobId is not null ? async c => (await GetAsync(userId, svc, coll, key, c)).Content : null));
+                    }
+                    if (rows.Count < 500) break;
+                    after = rows[^1].Version;
                 }
-                if (rows.Count < 500) break;
-                after = rows[^1].Version;
+            }
+            finally
+            {
+                foreach (var s in sealers.Values) s.Dispose();
             }
             var packaged = new List<PackagedMessage>();
             if (messages.Count > 0 && deks.TryGetValue(MessagingService, out var messageDek))
-                packaged.AddRange(messages.Select(m => new PackagedMessage(m.Id, m.Sender, Encoding.UTF8.GetString(Sealing.Open(messageDek, m.Body, MessageAad(userId, m.Id))), m.SentAt, m.ExpiresAt)));
+            {
+                using var sealer = new Sealing.Sealer(messageDek);
+                packaged.AddRange(messages.Select(m => new PackagedMessage(m.Id, m.Sender, Encoding.UTF8.GetString(sealer.Open(m.Body, MessageAad(userId, m.Id))), m.SentAt, m.ExpiresAt)));
+            }
             return new UserPackage(userId, login, user.PasswordHash, user.Country, user.CreatedAt, user.ChangeSeq, ledger, states,
                 services.Where(s => s != AccountService).ToList(), items, packaged);
         }, ct);
@@ -119,6 +132,8 @@ public sealed partial class Region
     sealed class TxDeks(Region region, KeyRing ring, IStoreTx tx) : IDisposable
     {
         readonly Dictionary<(string User, string Service), (byte[] Key, bool Made)> _keys = [];
+        readonly Dictionary<(string User, string Service), Sealing.Sealer> _sealers = [];
+        long _heldKek = -1;
 
         public KeyRing Ring => ring;
 
@@ -130,15 +145,25 @@ public sealed partial class Region
             return dek;
         }
 
+        /// <summary>One key schedule per user and service for the transaction's seals, not one per value.</summary>
+        public async Task<Sealing.Sealer?> SealerAsync(string user, string service)
+        {
+            if (_sealers.TryGetValue((user, service), out var s)) return s;
+            if (await GetAsync(user, service) is not { } dek) return null;
+            return _sealers[(user, service)] = new Sealing.Sealer(dek);
+        }
+
         public async Task<byte[]> CreateAsync(string user, string service)
         {
-            var dek = await region.CreateDekAsync(ring, tx, user, service);
+            // The KEK is locked once for the transaction, not once per key made under it.
+            (var dek, _heldKek) = await region.CreateDekAsync(ring, tx, user, service, _heldKek);
             _keys[(user, service)] = (dek, true);
             return dek;
         }
 
         public void Dispose()
         {
+            foreach (var s in _sealers.Values) s.Dispose();
             foreach (var (key, made) in _keys.Values)
                 if (made) CryptographicOperations.ZeroMemory(key);
         }
@@ -176,9 +201,9 @@ public sealed partial class Region
     {
         if (!arrivedNow) await tx.DeleteMessagesAsync(userId);
         if (messages.Count == 0) return;
-        var dek = await deks.GetAsync(userId, MessagingService) ?? throw new DomicileException("conflict", "messages arrived without their service key");
+        var sealer = await deks.SealerAsync(userId, MessagingService) ?? throw new DomicileException("conflict", "messages arrived without their service key");
         foreach (var m in messages)
-            await tx.InsertMessageAsync(new MessageRow(m.Id, userId, m.Sender, Sealing.Seal(dek, Encoding.UTF8.GetBytes(m.Body), MessageAad(userId, m.Id)), m.SentAt, m.ExpiresAt));
+            await tx.InsertMessageAsync(new MessageRow(m.Id, userId, m.Sender, sealer.Seal(Encoding.UTF8.GetBytes(m.Body), MessageAad(userId, m.Id)), m.SentAt, m.ExpiresAt));
     }
 
     /// <param name="arrivedNow">The account was inserted in this transaction: there is no earlier row (or blob) of the user to replace.</param>
@@ -187,13 +212,13 @@ public sealed partial class Region
         var ring = deks.Ring;
         foreach (var item in items)
         {
-            var dek = await deks.GetAsync(userId, item.Service) ?? throw new DomicileException("conflict", $"no key for '{item.Service}' at {Id}");
+            var sealer = await deks.SealerAsync(userId, item.Service) ?? throw new DomicileException("conflict", $"no key for '{item.Service}' at {Id}");
             var keyIndex = ring.BlindIndex("item", userId, item.Service, item.Collection, item.Key);
             var content = item.Content ?? [];
             var digest = item.Deleted ? "" : Convert.ToHexStringLower(SHA256.HashData(content));
-            var head = Sealing.Seal(dek, EncodeHead(new Head(item.Key, item.Deleted ? "" : item.ContentType, null, 0, digest)),
+            var head = sealer.Seal(EncodeHead(new Head(item.Key, item.Deleted ? "" : item.ContentType, null, 0, digest)),
                 HeadAad(userId, item.Service, item.Collection, keyIndex, item.Version));
-            var sealedContent = item.Deleted ? null : Sealing.Seal(dek, content, ContentAad(userId, item.Service, item.Collection, keyIndex, item.Version));
+            var sealedContent = item.Deleted ? null : sealer.Seal(content, ContentAad(userId, item.Service, item.Collection, keyIndex, item.Version));
             var old = arrivedNow ? null : await tx.GetItemAsync(userId, item.Service, item.Collection, keyIndex);
             await tx.UpsertItemAsync(new ItemRow(userId, item.Service, item.Collection, keyIndex, head, sealedContent, null,
                 item.Deleted ? 0 : content.Length, item.Version, item.Deleted, item.CreatedAt, item.UpdatedAt));

@@ -335,16 +335,20 @@ public sealed partial class Region : IAsyncDisposable
         return dek;
     }
 
-    async Task<byte[]> CreateDekAsync(KeyRing ring, IStoreTx tx, string user, string service)
+    /// <param name="heldKek">A KEK version this transaction already holds the lock of (it made another key under it).</param>
+    async Task<(byte[] Dek, long KekVersion)> CreateDekAsync(KeyRing ring, IStoreTx tx, string user, string service, long heldKek)
     {
         var dek = RandomNumberGenerator.GetBytes(32);
         var kekVersion = ring.CurrentKek;
         // Held until commit: a rotation cannot destroy this KEK while a key wrapped by it is being written.
-        if (!await tx.LockKekAsync(kekVersion, exclusive: false))
+        if (kekVersion != heldKek && !await tx.LockKekAsync(kekVersion, exclusive: false))
             throw new DomicileException("unavailable", "the region's key is being rotated; retry in a moment");
         await tx.InsertDekAsync(new DekRow(user, service, kekVersion, Sealing.Seal(ring.Kek(kekVersion), dek, DekAad(user, service, kekVersion)), NowMs));
-        return dek;
+        return (dek, kekVersion);
     }
+
+    async Task<byte[]> CreateDekAsync(KeyRing ring, IStoreTx tx, string user, string service) =>
+        (await CreateDekAsync(ring, tx, user, service, heldKek: -1)).Dek;
 
     /// <summary>A random lowercase-hex identifier (user ids, blob ids).</summary>
     public static string NewId(int bytes = 16) => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(bytes));

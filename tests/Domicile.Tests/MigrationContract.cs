@@ -160,14 +160,17 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
             await AssertHolds(d["in-mumbai"], u);
             await AssertNothingLeftAt(d["cn-beijing"], u.UserId);
         }
-        // Both regions journal the plan and the end.
-        foreach (var r in new[] { d["cn-beijing"], d["in-mumbai"] })
+        // Both regions audit the plan and the end; the source audits each user's fence, switch and
+        // purge, the destination each user's copy, verification, switch and finished purge.
+        foreach (var (r, steps) in new[] { (d["cn-beijing"], new[] { "migration.fence", "migration.switch", "migration.purge" }),
+                                          (d["in-mumbai"], new[] { "migration.copied", "migration.verified", "migration.switch", "migration.purged" }) })
         {
             var actions = new List<string>();
             await foreach (var row in r.ReadAuditAsync()) if (row.Actor == $"migration:{id}") actions.Add(row.Action);
             Assert.Contains("migration.plan", actions);
             Assert.Contains("migration.done", actions);
-            Assert.Equal(4, actions.Count(a => a == "migration.purged"));
+            foreach (var step in steps) Assert.True(actions.Count(a => a == step) >= 4, $"{r.Id} audits {step} for every user: {string.Join(", ", actions)}");
+            Assert.Equal(4, actions.Count(a => a == steps[^1]));
         }
     }
 

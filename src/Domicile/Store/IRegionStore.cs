@@ -122,6 +122,9 @@ public interface IStoreTx
     /// <summary>Entries about a subject after <paramref name="afterSeq"/>, oldest first.</summary>
     Task<IReadOnlyList<AuditRow>> AuditBySubjectAsync(string subject, long afterSeq, int limit);
 
+    /// <summary>The newest entry about <paramref name="subject"/> by that actor and of that action, if any.</summary>
+    Task<AuditRow?> LastAuditAsync(string subject, string actor, string action);
+
     Task InsertOperatorAsync(OperatorRow row);
     Task<OperatorRow?> FindOperatorByTokenAsync(byte[] tokenHash);
     Task<IReadOnlyList<OperatorRow>> ListOperatorsAsync();

@@ -32,6 +32,13 @@ public abstract class SqlRegionStore : IRegionStore
     /// </summary>
     protected internal virtual bool PositionalParameters => false;
 
+    /// <summary>
+    /// What a named parameter's name starts with. Microsoft.Data.Sqlite looks a bare name up four
+    /// times on every execution (as given, then with each of @, $ and :, each a new string) and a
+    /// prefixed name once: a twelve-column upsert spent a third of its time there.
+    /// </summary>
+    protected internal virtual string ParameterPrefix => "";
+
     static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> PositionalSql = new();
 
     /// <summary>Rewrites @name placeholders to $n, numbered by the order of <paramref name="names"/>.</summary>
@@ -95,8 +102,8 @@ public abstract class SqlRegionStore : IRegionStore
             {
                 cmd.Transaction = tx;
                 cmd.CommandText = "INSERT INTO schema_migrations (version, applied_at) VALUES (@v, @at)";
-                AddParameter(cmd, "v", v);
-                AddParameter(cmd, "at", DateTimeOffset.UtcNow.ToString("O", System.Globalization.CultureInfo.InvariantCulture));
+                AddParameter(cmd, ParameterPrefix + "v", v);
+                AddParameter(cmd, ParameterPrefix + "at", DateTimeOffset.UtcNow.ToString("O", System.Globalization.CultureInfo.InvariantCulture));
                 await cmd.ExecuteNonQueryAsync(ct);
             }
             await tx.CommitAsync(ct);
@@ -253,7 +260,7 @@ public abstract class SqlRegionStore : IRegionStore
                 cmd.Transaction = tx;
                 cmd.CommandText = $"INSERT INTO {table} ({string.Join(", ", columns)}) VALUES ({string.Join(", ", columns.Select((_, i) => "@p" + i))})"
                     + (merge.Contains(table) ? " ON CONFLICT DO NOTHING" : "");
-                for (var i = 0; i < columns.Length; i++) AddParameter(cmd, "p" + i, null);
+                for (var i = 0; i < columns.Length; i++) AddParameter(cmd, ParameterPrefix + "p" + i, null);
                 commands[table] = cmd;
             }
             var result = await rows(async (table, values) =>

@@ -21,7 +21,7 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
             for (var i = 0; i < args.Length; i++)
             {
                 var p = cached.Parameters[i];
-                if (!positional && p.ParameterName != args[i].Name) { cached = null; break; }
+                if (!positional && !NamedAs(p.ParameterName, args[i].Name)) { cached = null; break; }
                 p.Value = SqlRegionStore.Normalize(args[i].Value);
             }
             if (cached is not null) return cached;
@@ -30,11 +30,18 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
         cmd.Transaction = transaction;
         var names = args.Select(a => a.Name).ToArray();
         cmd.CommandText = positional ? SqlRegionStore.ToPositional(sql, names) : sql;
-        foreach (var (name, value) in args) SqlRegionStore.AddParameter(cmd, positional ? "" : name, value);
+        foreach (var (name, value) in args) SqlRegionStore.AddParameter(cmd, positional ? "" : store.ParameterPrefix + name, value);
         if (positional) _names[cmd] = names;
         if (_commands.Remove(sql, out var old)) old.Dispose();
         _commands[sql] = cmd;
         return cmd;
+    }
+
+    bool NamedAs(string parameterName, string name)
+    {
+        var prefix = store.ParameterPrefix;
+        return parameterName.Length == prefix.Length + name.Length && parameterName.StartsWith(prefix, StringComparison.Ordinal)
+            && parameterName.AsSpan(prefix.Length).SequenceEqual(name);
     }
 
     // With positional parameters the names live here, to check a reused command matches its call.
@@ -448,6 +455,11 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
         await Query("SELECT seq, at, actor, action, subject, details, prev, hash FROM audit WHERE subject = @s AND seq > @a ORDER BY seq LIMIT @l",
             r => new AuditRow(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.GetString(6), r.GetString(7)),
             ("s", subject), ("a", afterSeq), ("l", limit));
+
+    public async Task<AuditRow?> LastAuditAsync(string subject, string actor, string action) =>
+        (await Query("SELECT seq, at, actor, action, subject, details, prev, hash FROM audit WHERE subject = @s AND actor = @ac AND action = @an ORDER BY seq DESC LIMIT 1",
+            r => new AuditRow(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.GetString(6), r.GetString(7)),
+            ("s", subject), ("ac", actor), ("an", action))).FirstOrDefault();
 
     const string OperatorColumns = "id, name, role, token_hash, created_at, revoked";
 

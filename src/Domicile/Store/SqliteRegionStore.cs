@@ -26,6 +26,7 @@ public sealed class SqliteRegionStore : SqlRegionStore
 
     public string Folder { get; }
     public override string Engine => "sqlite";
+    protected internal override string ParameterPrefix => "@";
     protected internal override string LockShare => "";
     protected internal override string LockUpdate => "";
     protected internal override string? AuditLockSql => null;
@@ -60,7 +61,7 @@ public sealed class SqliteRegionStore : SqlRegionStore
     {
         await using var cmd = connection.CreateCommand();
         cmd.CommandText = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = @t";
-        AddParameter(cmd, "t", table);
+        AddParameter(cmd, "@t", table);
         return Convert.ToInt64(await cmd.ExecuteScalarAsync(ct), System.Globalization.CultureInfo.InvariantCulture) > 0;
     }
 
