@@ -52,34 +52,8 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             mine = [.. Folders];
             Folders.Clear();
         }
-        var abandoned = Directory.GetDirectories(Path.GetTempPath(), "domicile-bench-*").Where(d =>
-        {
-            var parts = Path.GetFileName(d).Split('-');
-            return parts.Length == 4 && int.TryParse(parts[2], out var pid) && pid != Environment.ProcessId && !Alive(pid);
-        });
-        foreach (var dir in mine.Concat(abandoned))
-        {
-            try
-            {
-                Directory.Delete(dir, recursive: true);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-            }
-        }
-    }
-
-    static bool Alive(int pid)
-    {
-        try
-        {
-            using var p = Process.GetProcessById(pid);
-            return !p.HasExited;
-        }
-        catch (ArgumentException)
-        {
-            return false;
-        }
+        foreach (var dir in mine) AbandonedFolders.Delete(dir);
+        AbandonedFolders.Remove("domicile-bench-");
     }
 
     static bool PostgresAvailable()

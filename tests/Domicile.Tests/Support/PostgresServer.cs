@@ -53,7 +53,7 @@ public sealed class PostgresServer
     {
         var bin = FindBin() ?? throw new InvalidOperationException(
             "PostgreSQL server binaries were not found (looked for /usr/lib/postgresql/*/bin/initdb). Install them with 'apt-get install postgresql' or run ./test.sh, which does it.");
-        SweepAbandoned();
+        AbandonedFolders.Remove("domicile-pg-");
         var dir = Path.Combine(Path.GetTempPath(), $"domicile-pg-{Environment.ProcessId}-{Guid.NewGuid():N}"[..40]);
         Directory.CreateDirectory(dir);
         var asPostgres = Environment.UserName == "root";
@@ -72,39 +72,6 @@ public sealed class PostgresServer
         return server;
     }
 
-    /// <summary>
-    /// Removes the clusters of earlier runs whose process is gone (killed before its exit handler
-    /// ran): each holds gigabytes after a benchmark, and a full disk fails every later run.
-    /// </summary>
-    static void SweepAbandoned()
-    {
-        foreach (var old in Directory.GetDirectories(Path.GetTempPath(), "domicile-pg-*"))
-        {
-            var parts = Path.GetFileName(old).Split('-');
-            if (parts.Length < 4 || !int.TryParse(parts[2], out var pid) || pid == Environment.ProcessId || Alive(pid)) continue;
-            try
-            {
-                Directory.Delete(old, recursive: true);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-            }
-        }
-    }
-
-    static bool Alive(int pid)
-    {
-        try
-        {
-            using var p = Process.GetProcessById(pid);
-            return !p.HasExited;
-        }
-        catch (ArgumentException)
-        {
-            return false;
-        }
-    }
-
     void Stop()
     {
         try
@@ -115,13 +82,7 @@ public sealed class PostgresServer
         {
             // Already gone; the folder is removed below either way.
         }
-        try
-        {
-            Directory.Delete(_dir, recursive: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-        }
+        AbandonedFolders.Delete(_dir);
     }
 
     static string? FindBin() =>

@@ -1,0 +1,46 @@
+using System.Diagnostics;
+
+namespace Domicile.Tests.Support;
+
+/// <summary>
+/// Temp folders named <c>{prefix}{pid}-…</c> whose process is gone: a run killed before its exit
+/// handler leaves them behind (a benchmark's stores or a PostgreSQL cluster hold gigabytes), and a
+/// full disk fails every later run.
+/// </summary>
+public static class AbandonedFolders
+{
+    public static void Remove(string prefix)
+    {
+        foreach (var dir in Directory.GetDirectories(Path.GetTempPath(), prefix + "*"))
+        {
+            var rest = Path.GetFileName(dir)[prefix.Length..];
+            var dash = rest.IndexOf('-');
+            if (dash > 0 && int.TryParse(rest[..dash], out var pid) && pid != Environment.ProcessId && !Alive(pid)) Delete(dir);
+        }
+    }
+
+    /// <summary>Best effort: a folder still in use by someone else stays.</summary>
+    public static void Delete(string dir)
+    {
+        try
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+    }
+
+    static bool Alive(int pid)
+    {
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            return !p.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+}
