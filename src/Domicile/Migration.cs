@@ -31,7 +31,7 @@ public sealed class MigrationOptions
 
 /// <summary>
 /// Live migration (G9). Per user: copy → catch up → fence → copy tail → verify → switch →
-/// purge. Each step is idempotent and journaled in both regions, so a job resumes after a
+/// purge. Each step is idempotent and journaled in the destination (and audited where it happens), so a job resumes after a
 /// crash at any instant by running every unfinished user's pipeline again. The job itself is
 /// durable in the destination region and resumes once its regions are unsealed.
 /// </summary>

@@ -157,6 +157,7 @@ public sealed partial class Region
         {
             // The KEK is locked once for the transaction, not once per key made under it.
             (var dek, _heldKek) = await region.CreateDekAsync(ring, tx, user, service, _heldKek);
+            if (_sealers.Remove((user, service), out var stale)) stale.Dispose();
             _keys[(user, service)] = (dek, true);
             return dek;
         }

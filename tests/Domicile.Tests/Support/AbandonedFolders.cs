@@ -9,13 +9,16 @@ namespace Domicile.Tests.Support;
 /// </summary>
 public static class AbandonedFolders
 {
-    public static void Remove(string prefix)
+    /// <param name="beforeDelete">Called first with each folder to remove (to stop a server a killed run left running on it).</param>
+    public static void Remove(string prefix, Action<string>? beforeDelete = null)
     {
         foreach (var dir in Directory.GetDirectories(Path.GetTempPath(), prefix + "*"))
         {
             var rest = Path.GetFileName(dir)[prefix.Length..];
             var dash = rest.IndexOf('-');
-            if (dash > 0 && int.TryParse(rest[..dash], out var pid) && pid != Environment.ProcessId && !Alive(pid)) Delete(dir);
+            if (dash <= 0 || !int.TryParse(rest[..dash], out var pid) || pid == Environment.ProcessId || Alive(pid)) continue;
+            beforeDelete?.Invoke(dir);
+            Delete(dir);
         }
     }
 
@@ -31,7 +34,7 @@ public static class AbandonedFolders
         }
     }
 
-    static bool Alive(int pid)
+    public static bool Alive(int pid)
     {
         try
         {
@@ -41,6 +44,10 @@ public static class AbandonedFolders
         catch (ArgumentException)
         {
             return false;
+        }
+        catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception)
+        {
+            return true; // cannot tell: keep the folder
         }
     }
 }

@@ -53,7 +53,21 @@ public sealed class PostgresServer
     {
         var bin = FindBin() ?? throw new InvalidOperationException(
             "PostgreSQL server binaries were not found (looked for /usr/lib/postgresql/*/bin/initdb). Install them with 'apt-get install postgresql' or run ./test.sh, which does it.");
-        AbandonedFolders.Remove("domicile-pg-");
+        // A killed run's postmaster outlives it: stop it before its folder goes, or the space stays taken.
+        AbandonedFolders.Remove("domicile-pg-", old =>
+        {
+            var pidFile = Path.Combine(old, "data", "postmaster.pid");
+            if (File.Exists(pidFile) && int.TryParse(File.ReadLines(pidFile).FirstOrDefault(), out var postmaster) && AbandonedFolders.Alive(postmaster))
+            {
+                try
+                {
+                    Run(Path.Combine(bin, "pg_ctl"), $"-D {Path.Combine(old, "data")} -m immediate -w stop", Environment.UserName == "root");
+                }
+                catch (InvalidOperationException)
+                {
+                }
+            }
+        });
         var dir = Path.Combine(Path.GetTempPath(), $"domicile-pg-{Environment.ProcessId}-{Guid.NewGuid():N}"[..40]);
         Directory.CreateDirectory(dir);
         var asPostgres = Environment.UserName == "root";
