@@ -118,9 +118,13 @@ public sealed partial class Region
 
     Head OpenHead(byte[] dek, ItemRow row)
     {
-        var plain = Sealing.Open(dek, row.Head, HeadAad(row.UserId, row.Service, row.Collection, row.KeyIndex, row.Version));
-        return DecodeHead(plain);
+        using var sealer = new Sealing.Sealer(dek);
+        return OpenHead(sealer, row);
     }
+
+    /// <summary>The same with a key schedule set up once for many rows under one key.</summary>
+    Head OpenHead(Sealing.Sealer sealer, ItemRow row) =>
+        DecodeHead(sealer.Open(row.Head, HeadAad(row.UserId, row.Service, row.Collection, row.KeyIndex, row.Version)));
 
     /// <summary>
     /// Stores an item. Refused without active consent (checked before the body is read and

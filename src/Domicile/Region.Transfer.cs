@@ -56,7 +56,7 @@ public sealed partial class Region
                     {
                         if (!deks.TryGetValue(r.Service, out var dek)) continue; // the key is gone: so is the data, for good
                         if (!sealers.TryGetValue(r.Service, out var sealer)) sealers[r.Service] = sealer = new Sealing.Sealer(dek);
-                        var head = DecodeHead(sealer.Open(r.Head, HeadAad(r.UserId, r.Service, r.Collection, r.KeyIndex, r.Version)));
+                        var head = OpenHead(sealer, r);
                         byte[]? content = null;
                         if (!r.Deleted && head.BlobId is null)
                             content = sealer.Open(r.Content ?? throw new TamperedException(), ContentAad(userId, r.Service, r.Collection, r.KeyIndex, r.Version));

@@ -451,14 +451,19 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
         return n;
     }
 
+    const string AuditColumns = "seq, at, actor, action, subject, details, prev, hash";
+
+    static AuditRow MapAudit(DbDataReader r) =>
+        new(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.GetString(6), r.GetString(7));
+
     public async Task<IReadOnlyList<AuditRow>> AuditBySubjectAsync(string subject, long afterSeq, int limit) =>
-        await Query("SELECT seq, at, actor, action, subject, details, prev, hash FROM audit WHERE subject = @s AND seq > @a ORDER BY seq LIMIT @l",
-            r => new AuditRow(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.GetString(6), r.GetString(7)),
+        await Query($"SELECT {AuditColumns} FROM audit WHERE subject = @s AND seq > @a ORDER BY seq LIMIT @l",
+            MapAudit,
             ("s", subject), ("a", afterSeq), ("l", limit));
 
     public async Task<AuditRow?> LastAuditAsync(string subject, string actor, string action) =>
-        (await Query("SELECT seq, at, actor, action, subject, details, prev, hash FROM audit WHERE subject = @s AND actor = @ac AND action = @an ORDER BY seq DESC LIMIT 1",
-            r => new AuditRow(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.GetString(6), r.GetString(7)),
+        (await Query($"SELECT {AuditColumns} FROM audit WHERE subject = @s AND actor = @ac AND action = @an ORDER BY seq DESC LIMIT 1",
+            MapAudit,
             ("s", subject), ("ac", actor), ("an", action))).FirstOrDefault();
 
     const string OperatorColumns = "id, name, role, token_hash, created_at, revoked";
@@ -492,13 +497,13 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     public async Task AppendAuditAsync(AuditRow a)
     {
-        await Exec("INSERT INTO audit (seq, at, actor, action, subject, details, prev, hash) VALUES (@q, @at, @ac, @an, @s, @d, @p, @h)",
+        await Exec($"INSERT INTO audit ({AuditColumns}) VALUES (@q, @at, @ac, @an, @s, @d, @p, @h)",
             ("q", a.Seq), ("at", a.At), ("ac", a.Actor), ("an", a.Action), ("s", a.Subject), ("d", a.Details), ("p", a.Prev), ("h", a.Hash));
         if (write) (_auditHead, _auditHeadKnown) = ((a.Seq, a.Hash), true);
     }
 
     public async Task<IReadOnlyList<AuditRow>> ReadAuditAsync(long afterSeq, int limit) =>
-        await Query("SELECT seq, at, actor, action, subject, details, prev, hash FROM audit WHERE seq > @a ORDER BY seq LIMIT @l",
-            r => new AuditRow(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.GetString(6), r.GetString(7)),
+        await Query($"SELECT {AuditColumns} FROM audit WHERE seq > @a ORDER BY seq LIMIT @l",
+            MapAudit,
             ("a", afterSeq), ("l", limit));
 }

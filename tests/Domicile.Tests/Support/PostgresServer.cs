@@ -53,6 +53,7 @@ public sealed class PostgresServer
     {
         var bin = FindBin() ?? throw new InvalidOperationException(
             "PostgreSQL server binaries were not found (looked for /usr/lib/postgresql/*/bin/initdb). Install them with 'apt-get install postgresql' or run ./test.sh, which does it.");
+        var asPostgres = Environment.UserName == "root";
         // A killed run's postmaster outlives it: stop it before its folder goes, or the space stays taken.
         AbandonedFolders.Remove("domicile-pg-", old =>
         {
@@ -61,7 +62,7 @@ public sealed class PostgresServer
             {
                 try
                 {
-                    Run(Path.Combine(bin, "pg_ctl"), $"-D {Path.Combine(old, "data")} -m immediate -w stop", Environment.UserName == "root");
+                    Run(Path.Combine(bin, "pg_ctl"), $"-D {Path.Combine(old, "data")} -m immediate -w stop", asPostgres);
                 }
                 catch (InvalidOperationException)
                 {
@@ -70,7 +71,6 @@ public sealed class PostgresServer
         });
         var dir = Path.Combine(Path.GetTempPath(), $"domicile-pg-{Environment.ProcessId}-{Guid.NewGuid():N}"[..40]);
         Directory.CreateDirectory(dir);
-        var asPostgres = Environment.UserName == "root";
         if (asPostgres)
         {
             Run("chown", $"postgres {dir}", asUser: false);
