@@ -1,0 +1,36 @@
+using System.Security.Cryptography;
+using Domicile.Tests.Support;
+using Xunit;
+
+namespace Domicile.Tests;
+
+/// <summary>What only the SQLite store does: its write-ahead log is copied back by a thread of its own.</summary>
+public sealed class SqliteStoreTests
+{
+    [Fact]
+    public async Task Writes_reach_the_database_file_while_the_store_stays_open()
+    {
+        await using var t = await TestDeployment.CreateAsync(Engines.Sqlite);
+        var region = t["in-mumbai"];
+        var user = await t.UserAsync(consents: "cloud-sync");
+        var file = Path.Combine(region.Config.Store.Target, "region.db");
+        var before = new FileInfo(file).Length;
+
+        // About 4 MiB of sealed content: past the point where SQLite would have checkpointed
+        // inside a commit, which this store no longer does.
+        var payload = RandomNumberGenerator.GetBytes(1024);
+        for (var b = 0; b < 30; b++)
+            await region.PutManyAsync(user.UserId, "cloud-sync", [.. Enumerable.Range(0, 100).Select(i => new Region.BatchItem("notes", $"n{b}-{i}", null, payload))]);
+
+        // The checkpointer copies the log a tenth of a second after a write; give it a few seconds.
+        var grew = 0L;
+        for (var wait = 0; wait < 100 && grew < 3_000_000; wait++)
+        {
+            await Task.Delay(100);
+            grew = new FileInfo(file).Length - before;
+        }
+        Assert.True(grew >= 3_000_000, $"region.db grew by {grew:N0} bytes with the store open; the log was not copied back");
+        await using var last = await region.GetAsync(user.UserId, "cloud-sync", "notes", "n29-99");
+        Assert.Equal(payload, await Bytes.ReadAllAsync(last.Content));
+    }
+}
