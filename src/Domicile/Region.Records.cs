@@ -246,11 +246,8 @@ public sealed partial class Region
             if (!Active(await tx.GetConsentStateAsync(userId, service), svc)) throw ConsentRequired(service);
             var dek = await DekAsync(ring, tx, userId, service) ?? throw ConsentRequired(service);
             var indexes = items.Select(i => ring.BlindIndex("item", userId, service, i.Collection, i.Key)).ToList();
-            var existingRows = (await tx.GetItemsAsync(userId, service, items.Select((i, n) => (i.Collection, indexes[n])).ToList()))
-                .ToDictionary(r => Convert.ToHexString(r.KeyIndex));
             if (indexes.Select(Convert.ToHexString).Distinct().Count() != indexes.Count)
                 throw DomicileException.Invalid("a batch names the same item twice");
-            var results = new List<PutResult>(items.Count);
             var rows = new List<ItemRow>(items.Count);
             var now = NowMs;
             using var sealer = new Sealing.Sealer(dek);
@@ -259,16 +256,30 @@ public sealed partial class Region
                 var i = items[n];
                 var version = first + n;
                 var keyIndex = indexes[n];
-                var existing = existingRows.GetValueOrDefault(Convert.ToHexString(keyIndex));
                 var contentType = string.IsNullOrWhiteSpace(i.ContentType) ? "application/octet-stream" : i.ContentType;
                 var digest = Convert.ToHexStringLower(SHA256.HashData(i.Content));
                 var head = sealer.Seal(EncodeHead(new Head(i.Key, contentType, null, 0, digest)), HeadAad(userId, service, i.Collection, keyIndex, version));
                 var content = sealer.Seal(i.Content, ContentAad(userId, service, i.Collection, keyIndex, version));
-                rows.Add(new ItemRow(userId, service, i.Collection, keyIndex, head, content, null, i.Content.Length, version, false, existing?.CreatedAt ?? now, now));
-                if (existing?.BlobId is { } oldBlob) await tx.DeleteBlobAsync(oldBlob);
-                results.Add(new PutResult(existing is null or { Deleted: true }, ETagOf(version), i.Content.Length));
+                rows.Add(new ItemRow(userId, service, i.Collection, keyIndex, head, content, null, i.Content.Length, version, false, now, now));
             }
-            await tx.UpsertItemsAsync(rows);
+            // New items (a sync upload's usual case) go in at once, with no read before; only
+            // those already there are read, for their old blobs, and replaced (keeping created_at).
+            var created = new bool[items.Count];
+            Array.Fill(created, true);
+            var present = await tx.InsertNewItemsAsync(rows);
+            if (present.Count > 0)
+            {
+                var existing = (await tx.GetItemsAsync(userId, service, [.. present.Select(n => (items[n].Collection, indexes[n]))]))
+                    .ToDictionary(r => Convert.ToHexString(r.KeyIndex));
+                foreach (var n in present)
+                {
+                    var old = existing.GetValueOrDefault(Convert.ToHexString(indexes[n]));
+                    if (old?.BlobId is { } oldBlob) await tx.DeleteBlobAsync(oldBlob);
+                    created[n] = old is null or { Deleted: true };
+                }
+                await tx.UpsertItemsAsync([.. present.Select(n => rows[n])]);
+            }
+            var results = items.Select((i, n) => new PutResult(created[n], ETagOf(first + n), i.Content.Length)).ToList();
             await Audit.AuditChain.AppendAsync(tx, Now, userId, "data.write", userId, new JsonObject { ["service"] = service, ["items"] = items.Count });
             return results;
         }, ct);

@@ -304,6 +304,18 @@ public abstract class RegionContract(string engine)
         var feed = await r.ChangesAsync(u.UserId, null, 1000);
         Assert.Equal(120, feed.Changes.Count);
 
+        // Over a deleted item, a large one (its chunks go) and a plain one: created, replaced, replaced.
+        await r.DeleteAsync(u.UserId, "cloud-sync", "contacts", "k2");
+        await r.PutAsync(u.UserId, "cloud-sync", "contacts", "k4", null, new MemoryStream(new byte[3 * Region.ChunkSize]));
+        Assert.True(await RawSql.CountAsync(r.Config.Store, "SELECT COUNT(*) FROM blob_chunks") > 0);
+        var again = await r.PutManyAsync(u.UserId, "cloud-sync",
+            [new("contacts", "k2", null, [2]), new("contacts", "k4", null, [4]), new("contacts", "k0", null, [0]), new("contacts", "new", null, [9])]);
+        Assert.Equal([true, false, false, true], again.Select(x => x.Created));
+        Assert.Equal(0, await RawSql.CountAsync(r.Config.Store, "SELECT COUNT(*) FROM blob_chunks"));
+        await using (var k4 = await r.GetAsync(u.UserId, "cloud-sync", "contacts", "k4"))
+            Assert.Equal(new byte[] { 4 }, await Bytes.ReadAllAsync(k4.Content));
+        Assert.Equal(121, await RawSql.CountAsync(r.Config.Store, "SELECT COUNT(*) FROM items"));
+
         var duplicate = new List<Region.BatchItem> { new("notes", "same", null, [1]), new("notes", "same", null, [2]) };
         Assert.Equal("invalid_request", (await Refused(() => r.PutManyAsync(u.UserId, "cloud-sync", duplicate))).Code);
         var tooBig = new List<Region.BatchItem> { new("notes", "fine", null, [1]), new("notes", "big", null, new byte[Region.ChunkSize + 1]) };

@@ -84,6 +84,11 @@ public interface IStoreTx
     Task UpsertItemAsync(ItemRow row);
     /// <summary>Many upserts in as few statements as the engine allows.</summary>
     Task UpsertItemsAsync(IReadOnlyList<ItemRow> rows);
+    /// <summary>
+    /// Inserts the rows whose place is free, in as few statements as the engine allows; returns the
+    /// positions of those already there, which are left as they are.
+    /// </summary>
+    Task<IReadOnlyList<int>> InsertNewItemsAsync(IReadOnlyList<ItemRow> rows);
     Task<IReadOnlyList<ItemRow>> ListItemsAsync(string userId, string service, string collection, byte[]? afterKeyIndex, int limit);
     Task<IReadOnlyList<ItemRow>> ChangesAsync(string userId, long sinceVersion, int limit);
     /// <summary>Deletes a user's items of one service (or all services when null) and returns their blob ids.</summary>

@@ -302,15 +302,46 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
     static readonly string[] KeyNames = [.. Enumerable.Range(0, InListMax).Select(i => "k" + i)];
     static readonly string?[] InListSql = new string?[InListMax + 1];
 
-    public Task UpsertItemAsync(ItemRow i) =>
-        Exec($"""
-            INSERT INTO items ({ItemColumns}) VALUES (@u, @s, @c, @k, @h, @ct, @b, @sz, @v, @d, @ca, @ua)
-            ON CONFLICT (user_id, service, collection, key_index) DO UPDATE SET
-              head = excluded.head, content = excluded.content, blob_id = excluded.blob_id, size = excluded.size,
-              version = excluded.version, deleted = excluded.deleted, updated_at = excluded.updated_at
-            """,
-            ("u", i.UserId), ("s", i.Service), ("c", i.Collection), ("k", i.KeyIndex), ("h", i.Head), ("ct", i.Content),
-            ("b", i.BlobId), ("sz", i.Size), ("v", i.Version), ("d", i.Deleted), ("ca", i.CreatedAt), ("ua", i.UpdatedAt));
+    const string ItemUpdate = """
+        DO UPDATE SET
+          head = excluded.head, content = excluded.content, blob_id = excluded.blob_id, size = excluded.size,
+          version = excluded.version, deleted = excluded.deleted, updated_at = excluded.updated_at
+        """;
+
+    static string ItemRowSql(string onConflict) => $"""
+        INSERT INTO items ({ItemColumns}) VALUES (@u, @s, @c, @k, @h, @ct, @b, @sz, @v, @d, @ca, @ua)
+        ON CONFLICT (user_id, service, collection, key_index) {onConflict}
+        """;
+
+    // A server engine takes a whole batch as one array per column: one statement text for every
+    // batch size, twelve parameters however many rows.
+    static string ItemArraySql(string onConflict) => $"""
+        INSERT INTO items ({ItemColumns})
+        SELECT * FROM unnest(@u::text[], @s::text[], @c::text[], @k::bytea[], @h::bytea[], @ct::bytea[], @b::text[],
+                             @sz::bigint[], @v::bigint[], @d::bigint[], @ca::bigint[], @ua::bigint[])
+        ON CONFLICT (user_id, service, collection, key_index) {onConflict}
+        """;
+
+    static readonly string UpsertRowSql = ItemRowSql(ItemUpdate), InsertRowSql = ItemRowSql("DO NOTHING");
+    static readonly string UpsertArraySql = ItemArraySql(ItemUpdate), InsertArraySql = ItemArraySql("DO NOTHING RETURNING collection, key_index");
+
+    static (string, object?)[] ItemArgs(ItemRow i) =>
+    [
+        ("u", i.UserId), ("s", i.Service), ("c", i.Collection), ("k", i.KeyIndex), ("h", i.Head), ("ct", i.Content),
+        ("b", i.BlobId), ("sz", i.Size), ("v", i.Version), ("d", i.Deleted), ("ca", i.CreatedAt), ("ua", i.UpdatedAt),
+    ];
+
+    static (string, object?)[] ItemArrayArgs(List<ItemRow> chunk) =>
+    [
+        ("u", chunk.Select(i => i.UserId).ToArray()), ("s", chunk.Select(i => i.Service).ToArray()),
+        ("c", chunk.Select(i => i.Collection).ToArray()), ("k", chunk.Select(i => i.KeyIndex).ToArray()),
+        ("h", chunk.Select(i => i.Head).ToArray()), ("ct", chunk.Select(i => i.Content).ToArray()),
+        ("b", chunk.Select(i => i.BlobId).ToArray()), ("sz", chunk.Select(i => i.Size).ToArray()),
+        ("v", chunk.Select(i => i.Version).ToArray()), ("d", chunk.Select(i => i.Deleted ? 1L : 0L).ToArray()),
+        ("ca", chunk.Select(i => i.CreatedAt).ToArray()), ("ua", chunk.Select(i => i.UpdatedAt).ToArray()),
+    ];
+
+    public Task UpsertItemAsync(ItemRow i) => Exec(UpsertRowSql, ItemArgs(i));
 
     public async Task UpsertItemsAsync(IReadOnlyList<ItemRow> rows)
     {
@@ -320,26 +351,28 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
             foreach (var row in rows) await UpsertItemAsync(row);
             return;
         }
-        // A server engine takes the whole batch as one array per column: one statement text for
-        // every batch size, twelve parameters however many rows.
+        for (var at = 0; at < rows.Count; at += perStatement)
+            await Exec(UpsertArraySql, ItemArrayArgs([.. rows.Skip(at).Take(perStatement)]));
+    }
+
+    public async Task<IReadOnlyList<int>> InsertNewItemsAsync(IReadOnlyList<ItemRow> rows)
+    {
+        var present = new List<int>();
+        var perStatement = store.RowsPerStatement;
+        if (perStatement == 1)
+        {
+            for (var n = 0; n < rows.Count; n++)
+                if (await Exec(InsertRowSql, ItemArgs(rows[n])) == 0) present.Add(n);
+            return present;
+        }
         for (var at = 0; at < rows.Count; at += perStatement)
         {
             var chunk = rows.Skip(at).Take(perStatement).ToList();
-            await Exec($"""
-                INSERT INTO items ({ItemColumns})
-                SELECT * FROM unnest(@u::text[], @s::text[], @c::text[], @k::bytea[], @h::bytea[], @ct::bytea[], @b::text[],
-                                     @sz::bigint[], @v::bigint[], @d::bigint[], @ca::bigint[], @ua::bigint[])
-                ON CONFLICT (user_id, service, collection, key_index) DO UPDATE SET
-                  head = excluded.head, content = excluded.content, blob_id = excluded.blob_id, size = excluded.size,
-                  version = excluded.version, deleted = excluded.deleted, updated_at = excluded.updated_at
-                """,
-                ("u", chunk.Select(i => i.UserId).ToArray()), ("s", chunk.Select(i => i.Service).ToArray()),
-                ("c", chunk.Select(i => i.Collection).ToArray()), ("k", chunk.Select(i => i.KeyIndex).ToArray()),
-                ("h", chunk.Select(i => i.Head).ToArray()), ("ct", chunk.Select(i => i.Content).ToArray()),
-                ("b", chunk.Select(i => i.BlobId).ToArray()), ("sz", chunk.Select(i => i.Size).ToArray()),
-                ("v", chunk.Select(i => i.Version).ToArray()), ("d", chunk.Select(i => i.Deleted ? 1L : 0L).ToArray()),
-                ("ca", chunk.Select(i => i.CreatedAt).ToArray()), ("ua", chunk.Select(i => i.UpdatedAt).ToArray()));
+            var inserted = (await Query(InsertArraySql, r => (r.GetString(0), Convert.ToHexString(Bytes(r, 1))), ItemArrayArgs(chunk))).ToHashSet();
+            for (var n = 0; n < chunk.Count; n++)
+                if (!inserted.Contains((chunk[n].Collection, Convert.ToHexString(chunk[n].KeyIndex)))) present.Add(at + n);
         }
+        return present;
     }
 
     public async Task<IReadOnlyList<ItemRow>> ListItemsAsync(string userId, string service, string collection, byte[]? afterKeyIndex, int limit) =>
