@@ -107,6 +107,7 @@ public abstract class SqlRegionStore : IRegionStore
                 await cmd.ExecuteNonQueryAsync(ct);
             }
             await tx.CommitAsync(ct);
+            Committed();
         }
     }
 
@@ -185,6 +186,7 @@ public abstract class SqlRegionStore : IRegionStore
                         await using var stx = new SqlStoreTx(this, c, ofCommands, write: true);
                         var result = await work(stx);
                         await tx!.CommitAsync(ct);
+                        Committed();
                         return result;
                     }
                 }
@@ -202,6 +204,11 @@ public abstract class SqlRegionStore : IRegionStore
                 throw new DomicileException("conflict", "that already exists (another request created it at the same moment); retry");
             }
         }
+    }
+
+    /// <summary>Called after every write transaction commits (writes, restores, schema upgrades).</summary>
+    protected virtual void Committed()
+    {
     }
 
     /// <summary>Deadlocks and serialization failures: the transaction may simply be run again.</summary>
@@ -277,6 +284,7 @@ public abstract class SqlRegionStore : IRegionStore
                 await cmd.ExecuteNonQueryAsync(ct);
             }
             await tx.CommitAsync(ct);
+            Committed();
             return result;
         }
         finally

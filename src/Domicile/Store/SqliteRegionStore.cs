@@ -109,12 +109,11 @@ public sealed class SqliteRegionStore : SqlRegionStore
     {
         readonly SqliteRegionStore _store;
         readonly SqliteConnection _connection;
-        readonly bool _write;
         bool _done;
 
         public ReusedTransaction(SqliteRegionStore store, SqliteConnection connection, bool write)
         {
-            (_store, _connection, _write) = (store, connection, write);
+            (_store, _connection) = (store, connection);
             Run(write ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED");
         }
 
@@ -134,7 +133,6 @@ public sealed class SqliteRegionStore : SqlRegionStore
         {
             Run("COMMIT");
             _done = true;
-            if (_write && !_store._disposed) _store._checkpointer.Value.Wrote();
         }
 
         public override void Rollback()
@@ -165,6 +163,11 @@ public sealed class SqliteRegionStore : SqlRegionStore
     /// <summary>Whether SQLite itself has a transaction open on the connection, whoever began it.</summary>
     static bool InTransaction(SqliteConnection connection) =>
         connection.Handle is { IsInvalid: false } h && SQLitePCL.raw.sqlite3_get_autocommit(h) == 0;
+
+    protected override void Committed()
+    {
+        if (!_disposed) _checkpointer.Value.Wrote();
+    }
 
     protected override bool IsTransient(DbException e) => e is SqliteException { SqliteErrorCode: 5 or 6 };
     protected override bool IsUniqueViolation(DbException e) => e is SqliteException { SqliteErrorCode: 19 };
@@ -258,6 +261,7 @@ sealed class WalCheckpointer : IDisposable
 {
     // Writes gather this long between checkpoints, so a busy region does not checkpoint per commit.
     static readonly TimeSpan Pause = TimeSpan.FromMilliseconds(100);
+    static readonly TimeSpan RetryAfter = TimeSpan.FromSeconds(1);
 
     // Past this length (64 MiB of 4 KiB pages) the log is copied to its end and started over. A
     // log that only grows makes every page lookup slower; copying its tail holds writers off for
@@ -293,49 +297,59 @@ sealed class WalCheckpointer : IDisposable
 
     void Run()
     {
-        try
+        // The only copier while the store is open (its connections have SQLite's own turned off):
+        // a failure (the file briefly unreachable, no file handles left) is retried, not the end.
+        while (!_stop.IsCancellationRequested)
         {
-            using var c = new SqliteConnection(_connectionString);
-            c.Open();
-            using (var timeout = c.CreateCommand())
+            try
             {
-                timeout.CommandText = "PRAGMA busy_timeout=5000";
-                timeout.ExecuteNonQuery();
+                CheckpointUntilStopped();
             }
-            using var checkpoint = c.CreateCommand();
-            checkpoint.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
-            WaitHandle[] wake = [_stop.Token.WaitHandle, _wrote];
-            while (WaitHandle.WaitAny(wake) != 0)
+            catch (OperationCanceledException)
             {
-                try
+                return;
+            }
+            catch (Exception e) when (e is SqliteException or InvalidOperationException or IOException)
+            {
+                if (_stop.Token.WaitHandle.WaitOne(RetryAfter)) return;
+            }
+        }
+    }
+
+    void CheckpointUntilStopped()
+    {
+        using var c = new SqliteConnection(_connectionString);
+        c.Open();
+        using (var timeout = c.CreateCommand())
+        {
+            timeout.CommandText = "PRAGMA busy_timeout=5000";
+            timeout.ExecuteNonQuery();
+        }
+        using var checkpoint = c.CreateCommand();
+        checkpoint.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
+        WaitHandle[] wake = [_stop.Token.WaitHandle, _wrote];
+        while (WaitHandle.WaitAny(wake) != 0)
+        {
+            try
+            {
+                if (LogPages(checkpoint) >= RestartPages)
                 {
-                    if (LogPages(checkpoint) >= RestartPages)
+                    _writeTurn.Wait(_stop.Token);
+                    try
                     {
-                        _writeTurn.Wait(_stop.Token);
-                        try
-                        {
-                            LogPages(checkpoint);
-                        }
-                        finally
-                        {
-                            _writeTurn.Release();
-                        }
+                        LogPages(checkpoint);
+                    }
+                    finally
+                    {
+                        _writeTurn.Release();
                     }
                 }
-                catch (SqliteException)
-                {
-                    // Busy (another process checkpoints) or read-only for now: the next write signals again.
-                }
-                if (_stop.Token.WaitHandle.WaitOne(Pause)) return;
             }
-        }
-        catch (OperationCanceledException)
-        {
-            // Stopped while waiting for the write turn.
-        }
-        catch (SqliteException)
-        {
-            // The file went away (a test's folder removed, a closed store): nothing is left to copy.
+            catch (SqliteException e) when (e.SqliteErrorCode is 5 or 6)
+            {
+                // Busy: another process checkpoints; the next write signals again.
+            }
+            if (_stop.Token.WaitHandle.WaitOne(Pause)) return;
         }
     }
 
@@ -347,10 +361,14 @@ sealed class WalCheckpointer : IDisposable
     }
 
     /// <summary>Stops the thread; the closing store holds the write turn, so a checkpoint waiting for it gives up.</summary>
+    int _disposed;
+
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _stop.Cancel();
-        _thread.Join(TimeSpan.FromSeconds(30));
+        // A checkpoint still running after this long keeps its handles; the thread ends with it.
+        if (!_thread.Join(TimeSpan.FromSeconds(30))) return;
         _wrote.Dispose();
         _stop.Dispose();
     }
