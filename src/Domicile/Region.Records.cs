@@ -262,27 +262,38 @@ public sealed partial class Region
                 var content = sealer.Seal(i.Content, ContentAad(userId, service, i.Collection, keyIndex, version));
                 rows.Add(new ItemRow(userId, service, i.Collection, keyIndex, head, content, null, i.Content.Length, version, false, now, now));
             }
-            // New items (a sync upload's usual case) go in at once, with no read before; only
-            // those already there are read, for their old blobs, and replaced (keeping created_at).
-            var created = new bool[items.Count];
-            Array.Fill(created, true);
-            var present = await tx.InsertNewItemsAsync(rows);
-            if (present.Count > 0)
-            {
-                var existing = (await tx.GetItemsAsync(userId, service, [.. present.Select(n => (items[n].Collection, indexes[n]))]))
-                    .ToDictionary(r => Convert.ToHexString(r.KeyIndex));
-                foreach (var n in present)
-                {
-                    var old = existing.GetValueOrDefault(Convert.ToHexString(indexes[n]));
-                    if (old?.BlobId is { } oldBlob) await tx.DeleteBlobAsync(oldBlob);
-                    created[n] = old is null or { Deleted: true };
-                }
-                await tx.UpsertItemsAsync([.. present.Select(n => rows[n])]);
-            }
+            var created = await WriteItemRowsAsync(tx, userId, rows);
             var results = items.Select((i, n) => new PutResult(created[n], ETagOf(first + n), i.Content.Length)).ToList();
             await Audit.AuditChain.AppendAsync(tx, Now, userId, "data.write", userId, new JsonObject { ["service"] = service, ["items"] = items.Count });
             return results;
         }, ct);
+    }
+
+    /// <summary>
+    /// Writes sealed small-item rows of one user. New places (a sync upload's usual case, every place
+    /// of a user who just arrived) go in with no read before; only rows already there are read, for
+    /// their old blobs, and replaced, keeping their created_at. Returns, per row, whether it made a
+    /// new item (nothing was there, or only a deletion).
+    /// </summary>
+    static async Task<bool[]> WriteItemRowsAsync(IStoreTx tx, string userId, IReadOnlyList<ItemRow> rows)
+    {
+        var created = new bool[rows.Count];
+        Array.Fill(created, true);
+        var present = await tx.InsertNewItemsAsync(rows);
+        if (present.Count == 0) return created;
+        foreach (var byService in present.GroupBy(n => rows[n].Service))
+        {
+            var existing = (await tx.GetItemsAsync(userId, byService.Key, [.. byService.Select(n => (rows[n].Collection, rows[n].KeyIndex))]))
+                .ToDictionary(r => Convert.ToHexString(r.KeyIndex));
+            foreach (var n in byService)
+            {
+                var old = existing.GetValueOrDefault(Convert.ToHexString(rows[n].KeyIndex));
+                if (old?.BlobId is { } oldBlob) await tx.DeleteBlobAsync(oldBlob);
+                created[n] = old is null or { Deleted: true };
+            }
+        }
+        await tx.UpsertItemsAsync([.. present.Select(n => rows[n])]);
+        return created;
     }
 
     DomicileException TooLarge() =>

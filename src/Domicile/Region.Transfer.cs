@@ -109,7 +109,7 @@ public sealed partial class Region
                 foreach (var pkg in together)
                 {
                     var arrived = await ImportAccountAsync(deks, tx, pkg, state);
-                    await WriteSmallItemsAsync(deks, tx, pkg.UserId, pkg.Items, arrived);
+                    await WriteSmallItemsAsync(deks, tx, pkg.UserId, pkg.Items);
                     await WriteMessagesAsync(deks, tx, pkg.UserId, pkg.Messages, arrived);
                 }
                 return 0;
@@ -119,7 +119,7 @@ public sealed partial class Region
             await Store.WriteAsync(async tx => { using var deks = new TxDeks(this, ring, tx); await ImportAccountAsync(deks, tx, pkg, state); return 0; }, ct);
             foreach (var item in pkg.Items.Where(i => i.Open is not null)) await ImportBlobItemAsync(ring, pkg.UserId, item, ct);
             foreach (var chunk in pkg.Items.Where(i => i.Open is null).Chunk(200))
-                await Store.WriteAsync(async tx => { using var deks = new TxDeks(this, ring, tx); await WriteSmallItemsAsync(deks, tx, pkg.UserId, chunk, arrivedNow: false); return 0; }, ct);
+                await Store.WriteAsync(async tx => { using var deks = new TxDeks(this, ring, tx); await WriteSmallItemsAsync(deks, tx, pkg.UserId, chunk); return 0; }, ct);
             await Store.WriteAsync(async tx => { using var deks = new TxDeks(this, ring, tx); await WriteMessagesAsync(deks, tx, pkg.UserId, pkg.Messages); return 0; }, ct);
         }
         foreach (var pkg in packages) ForgetAccount(pkg.UserId);
@@ -172,8 +172,8 @@ public sealed partial class Region
 
     /// <summary>
     /// The account, its keys and its consents; refuses to overwrite a user who lives here. Returns
-    /// whether the account arrived just now (then the user has no items or messages here: they go
-    /// with the account row, in erasure and in a restore alike).
+    /// whether the account arrived just now (then the user has no messages here: they go with the
+    /// account row, in erasure and in a restore alike).
     /// </summary>
     async Task<bool> ImportAccountAsync(TxDeks deks, IStoreTx tx, UserPackage pkg, string state)
     {
@@ -207,10 +207,10 @@ public sealed partial class Region
             await tx.InsertMessageAsync(new MessageRow(m.Id, userId, m.Sender, sealer.Seal(Encoding.UTF8.GetBytes(m.Body), MessageAad(userId, m.Id)), m.SentAt, m.ExpiresAt));
     }
 
-    /// <param name="arrivedNow">The account was inserted in this transaction: there is no earlier row (or blob) of the user to replace.</param>
-    async Task WriteSmallItemsAsync(TxDeks deks, IStoreTx tx, string userId, IReadOnlyList<PackagedItem> items, bool arrivedNow)
+    async Task WriteSmallItemsAsync(TxDeks deks, IStoreTx tx, string userId, IReadOnlyList<PackagedItem> items)
     {
         var ring = deks.Ring;
+        var rows = new List<ItemRow>(items.Count);
         foreach (var item in items)
         {
             var sealer = await deks.SealerAsync(userId, item.Service) ?? throw new DomicileException("conflict", $"no key for '{item.Service}' at {Id}");
@@ -220,11 +220,10 @@ public sealed partial class Region
             var head = sealer.Seal(EncodeHead(new Head(item.Key, item.Deleted ? "" : item.ContentType, null, 0, digest)),
                 HeadAad(userId, item.Service, item.Collection, keyIndex, item.Version));
             var sealedContent = item.Deleted ? null : sealer.Seal(content, ContentAad(userId, item.Service, item.Collection, keyIndex, item.Version));
-            var old = arrivedNow ? null : await tx.GetItemAsync(userId, item.Service, item.Collection, keyIndex);
-            await tx.UpsertItemAsync(new ItemRow(userId, item.Service, item.Collection, keyIndex, head, sealedContent, null,
+            rows.Add(new ItemRow(userId, item.Service, item.Collection, keyIndex, head, sealedContent, null,
                 item.Deleted ? 0 : content.Length, item.Version, item.Deleted, item.CreatedAt, item.UpdatedAt));
-            if (old?.BlobId is { } oldBlob) await tx.DeleteBlobAsync(oldBlob);
         }
+        await WriteItemRowsAsync(tx, userId, rows);
     }
 
     /// <summary>Streams a large item into sealed chunks, then links it; never holds the whole content.</summary>
