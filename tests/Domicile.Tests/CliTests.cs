@@ -288,7 +288,7 @@ public class CliTests
             await App.StopAsync();
             await App.DisposeAsync();
             await Deployment.DisposeAsync();
-            try { Directory.Delete(Dir, recursive: true); } catch (IOException) { }
+            AbandonedFolders.Delete(Dir);
         }
     }
 

@@ -175,7 +175,7 @@ public abstract class CrashTests(string engine, ITestOutputHelper output, int us
         Assert.Equal(0, await RawSql.CountAsync(beijing.Config.Store, "SELECT COUNT(*) FROM data_keys"));
         Assert.Equal(0, (await Residency.ReportAsync(after)).ViolationCount);
         foreach (var region in after.Regions.Values) Assert.True((await region.VerifyAuditAsync()).Ok);
-        try { Directory.Delete(dir, true); } catch (IOException) { }
+        AbandonedFolders.Delete(dir);
     }
 
     static async Task WriteUntilStopped(string url, string userId, string token, ConcurrentDictionary<(string, string), string> acknowledged, CancellationToken stop)

@@ -494,10 +494,10 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
             MapAudit,
             ("s", subject), ("a", afterSeq), ("l", limit));
 
-    public async Task<AuditRow?> LastAuditAsync(string subject, string actor, string action) =>
-        (await Query($"SELECT {AuditColumns} FROM audit WHERE subject = @s AND actor = @ac AND action = @an ORDER BY seq DESC LIMIT 1",
+    public Task<AuditRow?> LastAuditAsync(string subject, string actor, string action) =>
+        One($"SELECT {AuditColumns} FROM audit WHERE subject = @s AND actor = @ac AND action = @an ORDER BY seq DESC LIMIT 1",
             MapAudit,
-            ("s", subject), ("ac", actor), ("an", action))).FirstOrDefault();
+            ("s", subject), ("ac", actor), ("an", action));
 
     const string OperatorColumns = "id, name, role, token_hash, created_at, revoked";
 

@@ -169,7 +169,10 @@ public sealed class SqliteRegionStore : SqlRegionStore
         if (!_disposed) _checkpointer.Value.Wrote();
     }
 
-    protected override bool IsTransient(DbException e) => e is SqliteException { SqliteErrorCode: 5 or 6 };
+    protected override bool IsTransient(DbException e) => IsBusy(e);
+
+    /// <summary>SQLITE_BUSY or SQLITE_LOCKED: another connection holds the file for now.</summary>
+    internal static bool IsBusy(DbException e) => e is SqliteException { SqliteErrorCode: 5 or 6 };
     protected override bool IsUniqueViolation(DbException e) => e is SqliteException { SqliteErrorCode: 19 };
 
     // Open connections kept with their compiled statements: SQLite compiles a statement per
@@ -345,7 +348,7 @@ sealed class WalCheckpointer : IDisposable
                     }
                 }
             }
-            catch (SqliteException e) when (e.SqliteErrorCode is 5 or 6)
+            catch (SqliteException e) when (SqliteRegionStore.IsBusy(e))
             {
                 // Busy: another process checkpoints; the next write signals again.
             }

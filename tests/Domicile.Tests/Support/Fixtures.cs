@@ -32,13 +32,7 @@ public sealed class TestDeployment : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await Deployment.DisposeAsync();
-        try
-        {
-            Directory.Delete(Dir, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
+        AbandonedFolders.Delete(Dir);
     }
 }
 
