@@ -380,55 +380,36 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     /// </summary>
     async Task MigrateGroupAsync(string id, string actor, IReadOnlyList<string> group, Region from, Region to, Action<string, UserDigest?> count)
     {
-        var seqs = new Dictionary<string, long>();
-        var snapshots = new List<UserPackage>();
+        var present = new List<string>();
         foreach (var userId in group)
         {
-            var account = await from.GetAccountAsync(userId);
-            if (account is null || account.State == UserStates.Moved)
-            {
-                count(userId, await MigrateUserAsync(id, actor, userId, from, to, alreadySwitched: false));
-                continue;
-            }
-            var snapshot = await from.PackageUserAsync(userId);
-            if (snapshot.Items.Any(i => i.Open is not null) && group.Count > 1)
-            {
-                // Users with blobs are fenced alone: their digests take longer than a group should wait.
-                count(userId, await MigrateUserAsync(id, actor, userId, from, to, alreadySwitched: false));
-                continue;
-            }
-            snapshots.Add(snapshot);
+            // Gone or given up at the source: the one-user pipeline settles what is left of the move.
+            if (await from.GetAccountAsync(userId) is { State: not UserStates.Moved }) present.Add(userId);
+            else count(userId, await MigrateUserAsync(id, actor, userId, from, to, alreadySwitched: false));
         }
+        var snapshots = new List<UserPackage>();
+        var read = await from.PackageUsersAsync(present);
+        for (var n = 0; n < present.Count; n++)
+        {
+            // Users with blobs are fenced alone: their digests take longer than a group should wait.
+            if (read[n] is not { } snapshot || (snapshot.Items.Any(i => i.Open is not null) && group.Count > 1))
+                count(present[n], await MigrateUserAsync(id, actor, present[n], from, to, alreadySwitched: false));
+            else snapshots.Add(snapshot);
+        }
+        if (snapshots.Count == 0) return;
         // The group's copies arrive in one transaction, then whatever changed meanwhile in another.
         await to.ImportUsersAsync(snapshots, UserStates.Incoming, actor);
-        var catchUps = new List<UserPackage>();
-        foreach (var snapshot in snapshots)
-        {
-            var catchUp = await CatchUpAsync(from, snapshot);
-            if (catchUp.ChangeSeq != snapshot.ChangeSeq) catchUps.Add(catchUp);
-            seqs[snapshot.UserId] = catchUp.ChangeSeq;
-        }
-        await to.ImportUsersAsync(catchUps, UserStates.Incoming, actor);
+        var seqs = await CatchUpAsync(from, to, snapshots, actor);
         var normal = snapshots.Select(s => s.UserId).ToList();
-        if (normal.Count == 0) return;
         await JournalGroup(id, normal, "copied", from, to, u => new JsonObject { ["seq"] = seqs[u] });
 
         await from.SetUsersStateAsync(normal, UserStates.Fenced, actor, "migration.fence");
         await JournalGroup(id, normal, "fenced", from, to);
-        var verified = new List<string>();
-        var digests = new Dictionary<string, UserDigest>();
         var histories = await from.HistorySummariesAsync(normal, actor);
         await to.CarryHistoriesAsync([.. histories.Select(h => (h.Key, h.Value))], actor);
-        foreach (var userId in normal)
-        {
-            if (await TailAndVerifyAsync(id, actor, userId, from, to, seqs[userId], histories[userId]) is not { } source)
-            {
-                count(userId, null);
-                continue;
-            }
-            digests[userId] = source;
-            verified.Add(userId);
-        }
+        var digests = await TailAndVerifyAsync(id, actor, normal, from, to, seqs, histories);
+        foreach (var userId in normal.Where(u => !digests.ContainsKey(u))) count(userId, null);
+        var verified = normal.Where(digests.ContainsKey).ToList();
         if (verified.Count == 0) return;
         await JournalGroup(id, verified, "verified", from, to, u => VerifiedDetails(digests[u], histories[u]));
 
@@ -445,25 +426,44 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     }
 
     /// <summary>
-    /// After the fence: copies the tail, then compares the copy with the source by content digest and
-    /// the carried audit summary. On a mismatch nothing is switched: the copy is discarded, the user
-    /// is home again at the source, the failure is journaled, and null is returned.
+    /// After the fence: copies the users' tails, then compares each copy with its source by content
+    /// digest and the carried audit summary. Returns the verified users' digests. On a mismatch
+    /// nothing of that user is switched: the copy is discarded, the user is home again at the
+    /// source, and the failure is journaled.
     /// </summary>
-    async Task<UserDigest?> TailAndVerifyAsync(string id, string actor, string userId, Region from, Region to, long copiedSeq, JsonObject history)
+    async Task<Dictionary<string, UserDigest>> TailAndVerifyAsync(string id, string actor, IReadOnlyList<string> users, Region from, Region to,
+        IReadOnlyDictionary<string, long> copiedSeqs, IReadOnlyDictionary<string, JsonObject> histories)
     {
         // One full read after the fence serves both the tail and the source's digest. The fence
         // itself took a change number; anything beyond it is a write that got in first.
-        var full = await from.PackageUserAsync(userId);
-        if (full.ChangeSeq > copiedSeq + 1)
-            await to.ImportUserAsync(full with { Items = [.. full.Items.Where(i => i.Version > copiedSeq)] }, UserStates.Incoming, actor);
-        var source = await Region.DigestAsync(full);
-        var copy = await CopyDigestAsync(to, full, source);
-        if (copy is not null && copy.Digest == source.Digest && await to.CarriedHistoryDigestAsync(userId, actor) == (string?)history["digest"])
-            return source;
-        await to.DiscardIncomingUserAsync(userId, actor);
-        await from.SetUserStateAsync(userId, UserStates.Active, actor, "migration.unfence");
-        await Journal(id, userId, "failed", from, to, new JsonObject { ["reason"] = "the copy did not match the source; nothing was switched" });
-        return null;
+        var fulls = (await from.PackageUsersAsync(users)).Select((p, n) => p ?? throw DomicileException.NotFound($"user {users[n]} is no longer at the source")).ToList();
+        await to.ImportUsersAsync([.. fulls.Where(f => f.ChangeSeq > copiedSeqs[f.UserId] + 1)
+            .Select(f => f with { Items = [.. f.Items.Where(i => i.Version > copiedSeqs[f.UserId])] })], UserStates.Incoming, actor);
+        IReadOnlyList<UserPackage?>? copies;
+        try
+        {
+            copies = await to.PackageUsersAsync(users);
+        }
+        catch (Keys.TamperedException)
+        {
+            copies = null; // some copy does not decrypt: each is read alone below, to find which
+        }
+        var verified = new Dictionary<string, UserDigest>();
+        for (var n = 0; n < users.Count; n++)
+        {
+            var userId = users[n];
+            var source = await Region.DigestAsync(fulls[n]);
+            var copy = await CopyDigestAsync(to, fulls[n], source, copies?[n]);
+            if (copy is not null && copy.Digest == source.Digest && await to.CarriedHistoryDigestAsync(userId, actor) == (string?)histories[userId]["digest"])
+            {
+                verified[userId] = source;
+                continue;
+            }
+            await to.DiscardIncomingUserAsync(userId, actor);
+            await from.SetUserStateAsync(userId, UserStates.Active, actor, "migration.unfence");
+            await Journal(id, userId, "failed", from, to, new JsonObject { ["reason"] = "the copy did not match the source; nothing was switched" });
+        }
+        return verified;
     }
 
     /// <summary>The "verified" journal line: the content digest and totals, and the audit summary when one was carried.</summary>
@@ -479,13 +479,26 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     }
 
     /// <summary>
-    /// What changed at the source since the snapshot. Every write (items, consents, messages) takes
-    /// a change number, so an unchanged number spares reading the user again.
+    /// Copies what changed at the source since the snapshots; returns each user's change number as
+    /// copied. Every write (items, consents, messages) takes a change number, so an unchanged number
+    /// spares reading the user again.
     /// </summary>
-    static async Task<UserPackage> CatchUpAsync(Region from, UserPackage snapshot)
+    static async Task<Dictionary<string, long>> CatchUpAsync(Region from, Region to, IReadOnlyList<UserPackage> snapshots, string actor)
     {
-        var now = await from.Store.ReadAsync(tx => tx.GetUserAsync(snapshot.UserId));
-        return now is not null && now.ChangeSeq == snapshot.ChangeSeq ? snapshot : await from.PackageUserAsync(snapshot.UserId, snapshot.ChangeSeq);
+        var now = await from.Store.ReadAsync(async tx =>
+        {
+            var seqs = new List<long?>(snapshots.Count);
+            foreach (var s in snapshots) seqs.Add((await tx.GetUserAsync(s.UserId))?.ChangeSeq);
+            return seqs;
+        });
+        var changed = snapshots.Where((s, n) => now[n] != s.ChangeSeq).ToList();
+        var since = changed.ToDictionary(s => s.UserId, s => s.ChangeSeq);
+        var read = await from.PackageUsersAsync([.. since.Keys], u => since[u]);
+        var catchUps = read.Select((p, n) => p ?? throw DomicileException.NotFound($"user {changed[n].UserId} is no longer at the source")).ToList();
+        await to.ImportUsersAsync(catchUps, UserStates.Incoming, actor);
+        var copied = snapshots.ToDictionary(s => s.UserId, s => s.ChangeSeq);
+        foreach (var c in catchUps) copied[c.UserId] = c.ChangeSeq;
+        return copied;
     }
 
     /// <summary>
@@ -493,11 +506,11 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     /// number (a sweep, a purge) since the copy: the copy drops what the source no longer has and is
     /// digested again. Altered or extra content stays a mismatch. Null when the copy does not decrypt.
     /// </summary>
-    static async Task<UserDigest?> CopyDigestAsync(Region to, UserPackage full, UserDigest source)
+    static async Task<UserDigest?> CopyDigestAsync(Region to, UserPackage full, UserDigest source, UserPackage? read)
     {
         try
         {
-            var copy = await to.DigestUserAsync(full.UserId);
+            var copy = read is null ? await to.DigestUserAsync(full.UserId) : await Region.DigestAsync(read);
             if (copy.Digest != source.Digest && await to.DropWhatTheSourceNoLongerHasAsync(full))
                 copy = await to.DigestUserAsync(full.UserId);
             return copy;
@@ -570,18 +583,16 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             // Copy a snapshot while the user keeps working, then catch up on what changed meanwhile.
             var snapshot = await from.PackageUserAsync(userId);
             await to.ImportUserAsync(snapshot, UserStates.Incoming, actor);
-            var catchUp = await CatchUpAsync(from, snapshot);
-            // Every write (items, consents, messages) takes a change number: an unchanged number means nothing to copy.
-            if (catchUp.ChangeSeq != snapshot.ChangeSeq) await to.ImportUserAsync(catchUp, UserStates.Incoming, actor);
-            await Journal(id, userId, "copied", from, to, new JsonObject { ["seq"] = catchUp.ChangeSeq });
+            var seqs = await CatchUpAsync(from, to, [snapshot], actor);
+            await Journal(id, userId, "copied", from, to, new JsonObject { ["seq"] = seqs[userId] });
 
             // Fence: from here writes are refused with a retry hint for the few seconds the tail takes.
             await from.SetUserStateAsync(userId, UserStates.Fenced, actor, "migration.fence");
             await Journal(id, userId, "fenced", from, to);
-            var history = (await from.HistorySummariesAsync([userId], actor))[userId];
-            await to.CarryHistoriesAsync([(userId, history)], actor);
-            if (await TailAndVerifyAsync(id, actor, userId, from, to, catchUp.ChangeSeq, history) is not { } source) return null;
-            await Journal(id, userId, "verified", from, to, VerifiedDetails(source, history));
+            var histories = await from.HistorySummariesAsync([userId], actor);
+            await to.CarryHistoriesAsync([(userId, histories[userId])], actor);
+            if (!(await TailAndVerifyAsync(id, actor, [userId], from, to, seqs, histories)).TryGetValue(userId, out var source)) return null;
+            await Journal(id, userId, "verified", from, to, VerifiedDetails(source, histories[userId]));
 
             // Switch: the source stops being home first, so there is never a moment with two homes.
             await from.SetUserStateAsync(userId, UserStates.Moved, actor, "migration.switch", movedTo: to.Id);

@@ -29,58 +29,73 @@ public sealed partial class Region
     /// Reads a user's account, consents, items (those changed after <paramref name="sinceVersion"/>,
     /// tombstones included) and messages, decrypted. Small contents are read now; blobs stream later.
     /// </summary>
-    public async Task<UserPackage> PackageUserAsync(string userId, long sinceVersion = 0, CancellationToken ct = default)
+    public async Task<UserPackage> PackageUserAsync(string userId, long sinceVersion = 0, CancellationToken ct = default) =>
+        (await PackageUsersAsync([userId], _ => sinceVersion, ct))[0] ?? throw DomicileException.NotFound("no such user in this region");
+
+    /// <summary>
+    /// <see cref="PackageUserAsync"/> for many users in one read transaction: one snapshot, and the
+    /// pages the users share are read once (a SQLite reader starts each transaction with a cold cache
+    /// after any write). A user who is not here is null in the result.
+    /// </summary>
+    public async Task<IReadOnlyList<UserPackage?>> PackageUsersAsync(IReadOnlyList<string> userIds, Func<string, long>? sinceVersion = null, CancellationToken ct = default)
     {
         using var lease = Lease();
         var ring = lease.Keys;
-        // One read transaction: one consistent snapshot, and a migration reads each user several times.
         return await Store.ReadAsync(async tx =>
         {
-            var user = await tx.GetUserAsync(userId) ?? throw DomicileException.NotFound("no such user in this region");
-            var (ledger, states, services, messages) =
-                (await tx.ListConsentsAsync(userId), await tx.ListConsentStatesAsync(userId), await tx.ListDekServicesAsync(userId), await tx.ListAllMessagesAsync(userId));
-            var deks = new Dictionary<string, byte[]>();
-            foreach (var s in services) if (await DekAsync(ring, tx, userId, s) is { } k) deks[s] = k;
-            var login = deks.TryGetValue(AccountService, out var accountDek)
-                ? Encoding.UTF8.GetString(Sealing.Open(accountDek, user.LoginEnc, Sealing.Aad("login", Id, userId))) : "";
-            var items = new List<PackagedItem>();
-            var after = sinceVersion;
-            // One key schedule per service for all of the user's rows, not one per value.
-            var sealers = new Dictionary<string, Sealing.Sealer>(StringComparer.Ordinal);
-            try
-            {
-                while (true)
-                {
-                    var rows = await tx.ChangesAsync(userId, after, 500);
-                    foreach (var r in rows)
-                    {
-                        if (!deks.TryGetValue(r.Service, out var dek)) continue; // the key is gone: so is the data, for good
-                        if (!sealers.TryGetValue(r.Service, out var sealer)) sealers[r.Service] = sealer = new Sealing.Sealer(dek);
-                        var head = OpenHead(sealer, r);
-                        byte[]? content = null;
-                        if (!r.Deleted && head.BlobId is null)
-                            content = sealer.Open(r.Content ?? throw new TamperedException(), ContentAad(userId, r.Service, r.Collection, r.KeyIndex, r.Version));
-                        var (svc, coll, key) = (r.Service, r.Collection, head.Key);
-                        items.Add(new PackagedItem(r.Service, r.Collection, head.Key, head.ContentType, r.Version, r.Deleted, r.Size, r.CreatedAt, r.UpdatedAt, content,
-                            !r.Deleted && head.BlobId is not null ? async c => (await GetAsync(userId, svc, coll, key, c)).Content : null));
-                    }
-                    if (rows.Count < 500) break;
-                    after = rows[^1].Version;
-                }
-            }
-            finally
-            {
-                foreach (var s in sealers.Values) s.Dispose();
-            }
-            var packaged = new List<PackagedMessage>();
-            if (messages.Count > 0 && deks.TryGetValue(MessagingService, out var messageDek))
-            {
-                using var sealer = new Sealing.Sealer(messageDek);
-                packaged.AddRange(messages.Select(m => new PackagedMessage(m.Id, m.Sender, Encoding.UTF8.GetString(sealer.Open(m.Body, MessageAad(userId, m.Id))), m.SentAt, m.ExpiresAt)));
-            }
-            return new UserPackage(userId, login, user.PasswordHash, user.Country, user.CreatedAt, user.ChangeSeq, ledger, states,
-                services.Where(s => s != AccountService).ToList(), items, packaged);
+            var packages = new UserPackage?[userIds.Count];
+            for (var n = 0; n < userIds.Count; n++)
+                packages[n] = await PackageInAsync(ring, tx, userIds[n], sinceVersion?.Invoke(userIds[n]) ?? 0);
+            return packages;
         }, ct);
+    }
+
+    async Task<UserPackage?> PackageInAsync(KeyRing ring, IStoreTx tx, string userId, long sinceVersion)
+    {
+        if (await tx.GetUserAsync(userId) is not { } user) return null;
+        var (ledger, states, services, messages) =
+            (await tx.ListConsentsAsync(userId), await tx.ListConsentStatesAsync(userId), await tx.ListDekServicesAsync(userId), await tx.ListAllMessagesAsync(userId));
+        var deks = new Dictionary<string, byte[]>();
+        foreach (var s in services) if (await DekAsync(ring, tx, userId, s) is { } k) deks[s] = k;
+        var login = deks.TryGetValue(AccountService, out var accountDek)
+            ? Encoding.UTF8.GetString(Sealing.Open(accountDek, user.LoginEnc, Sealing.Aad("login", Id, userId))) : "";
+        var items = new List<PackagedItem>();
+        var after = sinceVersion;
+        // One key schedule per service for all of the user's rows, not one per value.
+        var sealers = new Dictionary<string, Sealing.Sealer>(StringComparer.Ordinal);
+        try
+        {
+            while (true)
+            {
+                var rows = await tx.ChangesAsync(userId, after, 500);
+                foreach (var r in rows)
+                {
+                    if (!deks.TryGetValue(r.Service, out var dek)) continue; // the key is gone: so is the data, for good
+                    if (!sealers.TryGetValue(r.Service, out var sealer)) sealers[r.Service] = sealer = new Sealing.Sealer(dek);
+                    var head = OpenHead(sealer, r);
+                    byte[]? content = null;
+                    if (!r.Deleted && head.BlobId is null)
+                        content = sealer.Open(r.Content ?? throw new TamperedException(), ContentAad(userId, r.Service, r.Collection, r.KeyIndex, r.Version));
+                    var (svc, coll, key) = (r.Service, r.Collection, head.Key);
+                    items.Add(new PackagedItem(r.Service, r.Collection, head.Key, head.ContentType, r.Version, r.Deleted, r.Size, r.CreatedAt, r.UpdatedAt, content,
+                        !r.Deleted && head.BlobId is not null ? async c => (await GetAsync(userId, svc, coll, key, c)).Content : null));
+                }
+                if (rows.Count < 500) break;
+                after = rows[^1].Version;
+            }
+        }
+        finally
+        {
+            foreach (var s in sealers.Values) s.Dispose();
+        }
+        var packaged = new List<PackagedMessage>();
+        if (messages.Count > 0 && deks.TryGetValue(MessagingService, out var messageDek))
+        {
+            using var sealer = new Sealing.Sealer(messageDek);
+            packaged.AddRange(messages.Select(m => new PackagedMessage(m.Id, m.Sender, Encoding.UTF8.GetString(sealer.Open(m.Body, MessageAad(userId, m.Id))), m.SentAt, m.ExpiresAt)));
+        }
+        return new UserPackage(userId, login, user.PasswordHash, user.Country, user.CreatedAt, user.ChangeSeq, ledger, states,
+            services.Where(s => s != AccountService).ToList(), items, packaged);
     }
 
     /// <summary>
