@@ -120,4 +120,53 @@ public class KeyRingTests
         await forgetter;
         Assert.All(await Task.WhenAll(readers), bad => Assert.Equal(0, bad));
     }
+
+    [Fact]
+    public async Task Sealing_under_concurrent_leases_wipes_once_the_last_one_ends_and_no_holder_sees_zeros()
+    {
+        for (var attempt = 0; attempt < 20; attempt++)
+        {
+            var ring = NewRing();
+            var dek = Enumerable.Repeat((byte)0xA5, 32).ToArray();
+            Assert.True(ring.TryLease());
+            ring.CacheDek("u", "s", dek);
+            ring.Release();
+            using var go = new ManualResetEventSlim();
+            var leasesAfterSeal = 0;
+            var sealedAt = 0;
+            var readers = Enumerable.Range(0, 4).Select(_ => Task.Run(() =>
+            {
+                go.Wait();
+                var bad = 0;
+                var deadline = DateTime.UtcNow.AddSeconds(10);
+                while (true)
+                {
+                    if (DateTime.UtcNow > deadline) return -1; // leases went on being granted after the seal
+                    var wasSealed = Volatile.Read(ref sealedAt) != 0;
+                    if (!ring.TryLease()) return bad;
+                    if (wasSealed) Interlocked.Increment(ref leasesAfterSeal);
+                    try
+                    {
+                        if (ring.TryGetDek("u", "s", out var held))
+                        {
+                            Thread.SpinWait(20);
+                            if (held.Any(b => b != 0xA5)) bad++;
+                        }
+                    }
+                    finally
+                    {
+                        ring.Release();
+                    }
+                }
+            })).ToArray();
+            go.Set();
+            Thread.SpinWait(2000 * (attempt + 1));
+            ring.BeginSeal();
+            Volatile.Write(ref sealedAt, 1);
+            Assert.All(await Task.WhenAll(readers), bad => Assert.Equal(0, bad));
+            Assert.Equal(0, leasesAfterSeal); // no lease begins once the seal has begun
+            Assert.True(Zeroed(dek)); // the last lease out wiped the ring
+            Assert.False(ring.TryLease());
+        }
+    }
 }

@@ -19,8 +19,10 @@ internal sealed class KeyRing
     readonly ConcurrentDictionary<(string User, string Service), byte[]> _deks = new();
     // DEKs taken out of the cache while some operation held a lease: zeroed once none does (see Retire).
     List<byte[]> _retired = [];
-    int _leases;
-    bool _sealing;
+    // Leases held in the low bits, sealing in the top one: every request takes and drops a lease,
+    // so both are one atomic operation each and the lock is only for the last lease out.
+    long _state;
+    const long SealingBit = 1L << 62;
     bool _wiped;
 
     public KeyRing(byte[] root, Dictionary<long, byte[]> keks, byte[] blindKey, ECDsa signing, string kid)
@@ -96,32 +98,33 @@ internal sealed class KeyRing
     {
         lock (this)
         {
-            if (_leases == 0 || _wiped) CryptographicOperations.ZeroMemory(dek);
+            // A lease dropping to zero meanwhile takes this lock after us and zeroes the list.
+            if ((Volatile.Read(ref _state) & ~SealingBit) == 0 || _wiped) CryptographicOperations.ZeroMemory(dek);
             else if (_retired.Count < DekCacheLimit) _retired.Add(dek);
         }
     }
 
     public bool TryLease()
     {
-        lock (this)
+        while (true)
         {
-            if (_sealing) return false;
-            _leases++;
-            return true;
+            var state = Volatile.Read(ref _state);
+            if ((state & SealingBit) != 0) return false;
+            if (Interlocked.CompareExchange(ref _state, state + 1, state) == state) return true;
         }
     }
 
     public void Release()
     {
+        if ((Interlocked.Decrement(ref _state) & ~SealingBit) != 0) return;
         List<byte[]>? retired = null;
         lock (this)
         {
-            _leases--;
-            if (_leases == 0)
-            {
-                if (_sealing) Wipe();
-                else if (_retired.Count > 0) (retired, _retired) = (_retired, []);
-            }
+            // Checked again under the lock: a new lease may have been taken since.
+            var state = Volatile.Read(ref _state);
+            if ((state & ~SealingBit) != 0) return;
+            if ((state & SealingBit) != 0) Wipe();
+            else if (_retired.Count > 0) (retired, _retired) = (_retired, []);
         }
         // Outside the lock: none of these arrays can reach a new lease holder (they left the cache first).
         if (retired is not null)
@@ -132,8 +135,8 @@ internal sealed class KeyRing
     {
         lock (this)
         {
-            _sealing = true;
-            if (_leases == 0) Wipe();
+            // No lease can be taken from here on; the last one out wipes, or this does when none is held.
+            if ((Interlocked.Or(ref _state, SealingBit) & ~SealingBit) == 0) Wipe();
         }
     }
 
