@@ -273,6 +273,10 @@ sealed class WalCheckpointer : IDisposable
     // tens of milliseconds, so it is done rarely.
     const int RestartPages = 16_384;
 
+    // A reader older than the log's tail (a long backup dump, another process) keeps the log from
+    // starting over however often writers are held off: then they are held off less and less often.
+    static readonly TimeSpan MaxHoldOffPause = TimeSpan.FromSeconds(30);
+
     readonly string _connectionString;
     readonly SemaphoreSlim _writeTurn;
     readonly AutoResetEvent _wrote = new(false);
@@ -333,21 +337,26 @@ sealed class WalCheckpointer : IDisposable
         using var checkpoint = c.CreateCommand();
         checkpoint.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
         WaitHandle[] wake = [_stop.Token.WaitHandle, _wrote];
+        var holdOffPause = TimeSpan.Zero;
+        var nextHoldOff = DateTime.UtcNow;
         while (WaitHandle.WaitAny(wake) != 0)
         {
             try
             {
-                if (LogPages(checkpoint) >= RestartPages)
+                if (Checkpoint(checkpoint).Log >= RestartPages && DateTime.UtcNow >= nextHoldOff)
                 {
                     _writeTurn.Wait(_stop.Token);
+                    (long Log, long Copied) held;
                     try
                     {
-                        LogPages(checkpoint);
+                        held = Checkpoint(checkpoint);
                     }
                     finally
                     {
                         _writeTurn.Release();
                     }
+                    holdOffPause = held.Copied < held.Log ? Min(MaxHoldOffPause, holdOffPause * 2 + Pause) : TimeSpan.Zero;
+                    nextHoldOff = DateTime.UtcNow + holdOffPause;
                 }
             }
             catch (SqliteException e) when (SqliteRegionStore.IsBusy(e))
@@ -358,11 +367,13 @@ sealed class WalCheckpointer : IDisposable
         }
     }
 
-    /// <summary>Runs a checkpoint; returns the pages in the log as it found it.</summary>
-    static long LogPages(SqliteCommand checkpoint)
+    static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
+
+    /// <summary>Runs a checkpoint; returns the pages in the log as it found it and those it copied.</summary>
+    internal static (long Log, long Copied) Checkpoint(SqliteCommand checkpoint)
     {
         using var r = checkpoint.ExecuteReader();
-        return r.Read() ? r.GetInt64(1) : 0;
+        return r.Read() ? (r.GetInt64(1), r.GetInt64(2)) : (0, 0);
     }
 
     /// <summary>Stops the thread; the closing store holds the write turn, so a checkpoint waiting for it gives up.</summary>
