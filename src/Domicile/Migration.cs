@@ -23,6 +23,12 @@ public sealed class MigrationOptions
 
     /// <summary>Users moved together: their fence, switch, purge and journal lines share transactions.</summary>
     public int GroupSize { get; set; } = 10;
+
+    /// <summary>
+    /// Users with at most this many changes and no blobs are fenced first and copied once (their copy
+    /// takes milliseconds); larger ones are copied live, caught up, then fenced for their tail only.
+    /// </summary>
+    public long FenceFirstChanges { get; set; } = 256;
     public Func<string, string, Task>? AtStep { get; set; }
 
     /// <summary>Users a second at most; null takes <c>migration.users_per_second</c> from the configuration (0 = no ceiling).</summary>
@@ -31,7 +37,8 @@ public sealed class MigrationOptions
 
 /// <summary>
 /// Live migration (G9). Per user: copy → catch up → fence → copy tail → verify → switch →
-/// purge. Each step is idempotent and journaled in the destination (and audited where it happens), so a job resumes after a
+/// purge; a user with few changes and no blobs is fenced first and copied once (the copy takes
+/// milliseconds). Each step is idempotent and journaled in the destination (and audited where it happens), so a job resumes after a
 /// crash at any instant by running every unfinished user's pipeline again. The job itself is
 /// durable in the destination region and resumes once its regions are unsealed.
 /// </summary>
@@ -387,29 +394,63 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             if (await from.GetAccountAsync(userId) is { State: not UserStates.Moved }) present.Add(userId);
             else count(userId, await MigrateUserAsync(id, actor, userId, from, to, alreadySwitched: false));
         }
+        var small = await from.SmallUsersAsync(present, _options.FenceFirstChanges);
+        if (small.Count > 0) await MigrateFencedFirstAsync(id, actor, [.. present.Where(small.Contains)], from, to, count);
+        var live = present.Where(u => !small.Contains(u)).ToList();
+        if (live.Count == 0) return;
+
         var snapshots = new List<UserPackage>();
-        var read = await from.PackageUsersAsync(present);
-        for (var n = 0; n < present.Count; n++)
+        var read = await from.PackageUsersAsync(live);
+        for (var n = 0; n < live.Count; n++)
         {
             // Users with blobs are fenced alone: their digests take longer than a group should wait.
-            if (read[n] is not { } snapshot || (snapshot.Items.Any(i => i.Open is not null) && group.Count > 1))
-                count(present[n], await MigrateUserAsync(id, actor, present[n], from, to, alreadySwitched: false));
+            if (read[n] is not { } snapshot || (snapshot.Items.Any(i => i.Open is not null) && live.Count > 1))
+                count(live[n], await MigrateUserAsync(id, actor, live[n], from, to, alreadySwitched: false));
             else snapshots.Add(snapshot);
         }
         if (snapshots.Count == 0) return;
         // The group's copies arrive in one transaction, then whatever changed meanwhile in another.
         await to.ImportUsersAsync(snapshots, UserStates.Incoming, actor);
         var seqs = await CatchUpAsync(from, to, snapshots, actor);
-        var normal = snapshots.Select(s => s.UserId).ToList();
-        await JournalGroup(id, normal, "copied", from, to, u => new JsonObject { ["seq"] = seqs[u] });
+        var users = snapshots.Select(s => s.UserId).ToList();
+        await JournalGroup(id, users, "copied", from, to, u => new JsonObject { ["seq"] = seqs[u] });
 
-        await from.SetUsersStateAsync(normal, UserStates.Fenced, actor, "migration.fence");
-        await JournalGroup(id, normal, "fenced", from, to);
-        var histories = await from.HistorySummariesAsync(normal, actor);
+        await from.SetUsersStateAsync(users, UserStates.Fenced, actor, "migration.fence");
+        await JournalGroup(id, users, "fenced", from, to);
+        var histories = await CarryHistoriesAsync(actor, users, from, to);
+        await SwitchAndPurgeAsync(id, actor, users, await TailAndVerifyAsync(id, actor, users, from, to, seqs, histories), histories, from, to, count);
+    }
+
+    /// <summary>
+    /// Users with few changes and no blobs are fenced first and read once: their whole copy takes
+    /// milliseconds, less than a live snapshot and its catch-up would cost, and nothing can change
+    /// at the source while it is made.
+    /// </summary>
+    async Task MigrateFencedFirstAsync(string id, string actor, IReadOnlyList<string> users, Region from, Region to, Action<string, UserDigest?> count)
+    {
+        await from.SetUsersStateAsync(users, UserStates.Fenced, actor, "migration.fence");
+        await JournalGroup(id, users, "fenced", from, to);
+        var fulls = AllThere(await from.PackageUsersAsync(users), users);
+        await to.ImportUsersAsync(fulls, UserStates.Incoming, actor);
+        await JournalGroup(id, users, "copied", from, to, u => new JsonObject { ["seq"] = fulls.First(f => f.UserId == u).ChangeSeq });
+        var histories = await CarryHistoriesAsync(actor, users, from, to);
+        await SwitchAndPurgeAsync(id, actor, users, await VerifyAsync(id, actor, fulls, from, to, histories), histories, from, to, count);
+    }
+
+    /// <summary>The users' audit summaries, taken at the source after the fence and carried to the destination.</summary>
+    static async Task<Dictionary<string, JsonObject>> CarryHistoriesAsync(string actor, IReadOnlyList<string> users, Region from, Region to)
+    {
+        var histories = await from.HistorySummariesAsync(users, actor);
         await to.CarryHistoriesAsync([.. histories.Select(h => (h.Key, h.Value))], actor);
-        var digests = await TailAndVerifyAsync(id, actor, normal, from, to, seqs, histories);
-        foreach (var userId in normal.Where(u => !digests.ContainsKey(u))) count(userId, null);
-        var verified = normal.Where(digests.ContainsKey).ToList();
+        return histories;
+    }
+
+    /// <summary>The verified users' switch and purge, one transaction per step and region for all of them.</summary>
+    async Task SwitchAndPurgeAsync(string id, string actor, IReadOnlyList<string> users, Dictionary<string, UserDigest> digests,
+        Dictionary<string, JsonObject> histories, Region from, Region to, Action<string, UserDigest?> count)
+    {
+        foreach (var userId in users.Where(u => !digests.ContainsKey(u))) count(userId, null);
+        var verified = users.Where(digests.ContainsKey).ToList();
         if (verified.Count == 0) return;
         await JournalGroup(id, verified, "verified", from, to, u => VerifiedDetails(digests[u], histories[u]));
 
@@ -425,33 +466,44 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         foreach (var userId in verified) count(userId, digests[userId]);
     }
 
+    static List<UserPackage> AllThere(IReadOnlyList<UserPackage?> read, IReadOnlyList<string> users) =>
+        [.. read.Select((p, n) => p ?? throw DomicileException.NotFound($"user {users[n]} is no longer at the source"))];
+
     /// <summary>
-    /// After the fence: copies the users' tails, then compares each copy with its source by content
-    /// digest and the carried audit summary. Returns the verified users' digests. On a mismatch
-    /// nothing of that user is switched: the copy is discarded, the user is home again at the
-    /// source, and the failure is journaled.
+    /// After the fence: copies the users' tails (one full read serves both the tail and the source's
+    /// digest), then verifies every copy. The fence itself took a change number; anything beyond it
+    /// is a write that got in first.
     /// </summary>
     async Task<Dictionary<string, UserDigest>> TailAndVerifyAsync(string id, string actor, IReadOnlyList<string> users, Region from, Region to,
         IReadOnlyDictionary<string, long> copiedSeqs, IReadOnlyDictionary<string, JsonObject> histories)
     {
-        // One full read after the fence serves both the tail and the source's digest. The fence
-        // itself took a change number; anything beyond it is a write that got in first.
-        var fulls = (await from.PackageUsersAsync(users)).Select((p, n) => p ?? throw DomicileException.NotFound($"user {users[n]} is no longer at the source")).ToList();
+        var fulls = AllThere(await from.PackageUsersAsync(users), users);
         await to.ImportUsersAsync([.. fulls.Where(f => f.ChangeSeq > copiedSeqs[f.UserId] + 1)
             .Select(f => f with { Items = [.. f.Items.Where(i => i.Version > copiedSeqs[f.UserId])] })], UserStates.Incoming, actor);
+        return await VerifyAsync(id, actor, fulls, from, to, histories);
+    }
+
+    /// <summary>
+    /// Compares each copy with its source (read after the fence) by content digest and the carried
+    /// audit summary; returns the verified users' digests. On a mismatch nothing of that user is
+    /// switched: the copy is discarded, the user is home again at the source, and the failure is journaled.
+    /// </summary>
+    async Task<Dictionary<string, UserDigest>> VerifyAsync(string id, string actor, IReadOnlyList<UserPackage> fulls, Region from, Region to,
+        IReadOnlyDictionary<string, JsonObject> histories)
+    {
         IReadOnlyList<UserPackage?>? copies;
         try
         {
-            copies = await to.PackageUsersAsync(users);
+            copies = await to.PackageUsersAsync([.. fulls.Select(f => f.UserId)]);
         }
         catch (Keys.TamperedException)
         {
             copies = null; // some copy does not decrypt: each is read alone below, to find which
         }
         var verified = new Dictionary<string, UserDigest>();
-        for (var n = 0; n < users.Count; n++)
+        for (var n = 0; n < fulls.Count; n++)
         {
-            var userId = users[n];
+            var userId = fulls[n].UserId;
             var source = await Region.DigestAsync(fulls[n]);
             var copy = await CopyDigestAsync(to, fulls[n], source, copies?[n]);
             if (copy is not null && copy.Digest == source.Digest && await to.CarriedHistoryDigestAsync(userId, actor) == (string?)histories[userId]["digest"])
@@ -493,8 +545,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         });
         var changed = snapshots.Where((s, n) => now[n] != s.ChangeSeq).ToList();
         var since = changed.ToDictionary(s => s.UserId, s => s.ChangeSeq);
-        var read = await from.PackageUsersAsync([.. since.Keys], u => since[u]);
-        var catchUps = read.Select((p, n) => p ?? throw DomicileException.NotFound($"user {changed[n].UserId} is no longer at the source")).ToList();
+        var catchUps = AllThere(await from.PackageUsersAsync([.. since.Keys], u => since[u]), [.. since.Keys]);
         await to.ImportUsersAsync(catchUps, UserStates.Incoming, actor);
         var copied = snapshots.ToDictionary(s => s.UserId, s => s.ChangeSeq);
         foreach (var c in catchUps) copied[c.UserId] = c.ChangeSeq;
@@ -589,8 +640,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             // Fence: from here writes are refused with a retry hint for the few seconds the tail takes.
             await from.SetUserStateAsync(userId, UserStates.Fenced, actor, "migration.fence");
             await Journal(id, userId, "fenced", from, to);
-            var histories = await from.HistorySummariesAsync([userId], actor);
-            await to.CarryHistoriesAsync([(userId, histories[userId])], actor);
+            var histories = await CarryHistoriesAsync(actor, [userId], from, to);
             if (!(await TailAndVerifyAsync(id, actor, [userId], from, to, seqs, histories)).TryGetValue(userId, out var source)) return null;
             await Journal(id, userId, "verified", from, to, VerifiedDetails(source, histories[userId]));
 

@@ -98,6 +98,16 @@ public sealed partial class Region
             services.Where(s => s != AccountService).ToList(), items, packaged);
     }
 
+    /// <summary>The users here with at most <paramref name="maxChanges"/> changes (so at most as many items) and no blobs.</summary>
+    internal Task<HashSet<string>> SmallUsersAsync(IReadOnlyList<string> userIds, long maxChanges, CancellationToken ct = default) =>
+        Store.ReadAsync(async tx =>
+        {
+            var small = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var userId in userIds)
+                if (await tx.GetUserAsync(userId) is { } user && user.ChangeSeq <= maxChanges && !await tx.HasBlobsAsync(userId)) small.Add(userId);
+            return small;
+        }, ct);
+
     /// <summary>
     /// Writes a package into this region under this region's keys (new DEKs, new blind indexes),
     /// keeping ids and item versions so devices' ETags and sync cursors stay valid. Idempotent:

@@ -185,6 +185,7 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
         await src.PutAsync(leaver, "find-device", "locations", "last-known", "application/json", Bytes.Stream("{\"lat\":19.07,\"lon\":72.87}"));
         var options = new MigrationOptions
         {
+            FenceFirstChanges = 0, // copied live: the window between copy and fence is what this is about
             AtStep = async (step, user) =>
             {
                 // After the copy, before the fence: no grace period, so the data and its key go at once.
@@ -303,7 +304,7 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
             Parallelism = 1,
             AtStep = async (step, user) =>
             {
-                if (step != "fenced" || user != victim) return;
+                if (step != "copied" || user != victim) return;
                 var store = d["in-mumbai"].Config.Store;
                 var content = await RawSql.BytesAsync(store, $"SELECT content FROM items WHERE user_id = '{victim}' AND content IS NOT NULL ORDER BY version LIMIT 1");
                 content[^1] ^= 0x40;
@@ -331,6 +332,7 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
         var options = new MigrationOptions
         {
             Parallelism = 1,
+            FenceFirstChanges = 0, // copied live, so the user can still be erased between copy and fence
             AtStep = async (step, user) =>
             {
                 if (step == "copied" && user == leaver && await d["cn-beijing"].GetAccountAsync(leaver) is { State: UserStates.Active })
@@ -344,6 +346,51 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
         await AssertNothingLeftAt(d["in-mumbai"], leaver);
         await AssertNothingLeftAt(d["cn-beijing"], leaver);
         foreach (var u in indians.Where(u => u.UserId != leaver)) await AssertHolds(d["in-mumbai"], u);
+    }
+
+    [Theory]
+    [InlineData(10, true)]
+    [InlineData(9, false)]
+    public async Task Small_users_are_fenced_before_their_one_copy_and_larger_ones_are_copied_live(long fenceFirstChanges, bool fencedFirst)
+    {
+        await using var d = await Deploy();
+        var indians = await SeedAsync(d, "IN", 2); // ten changes each
+        var src = d["cn-beijing"];
+        var steps = new List<(string Step, string User)>();
+        var refused = new List<string>();
+        var options = new MigrationOptions
+        {
+            Parallelism = 1,
+            FenceFirstChanges = fenceFirstChanges,
+            AtStep = async (step, user) =>
+            {
+                lock (steps) steps.Add((step, user));
+                if (step != "copied") return;
+                try
+                {
+                    await src.PutAsync(user, "cloud-sync", "notes", "during-copy", "text/plain", Bytes.Stream("written while the copy was made"));
+                }
+                catch (DomicileException e) when (e.Code == "unavailable")
+                {
+                    lock (refused) refused.Add(user);
+                }
+            },
+        };
+        var migrator = new Migrator(d.Deployment, options);
+        var state = await migrator.Run(await migrator.StartAsync(new MigrationRequest("IN", null, "in-mumbai")));
+        Assert.Equal(("done", 2L, 0L), (state.State, state.Done, state.Failed));
+        foreach (var u in indians)
+        {
+            var order = steps.Where(s => s.User == u.UserId).Select(s => s.Step).ToList();
+            Assert.Equal(fencedFirst, order.IndexOf("fenced") < order.IndexOf("copied"));
+            Assert.Equal(fencedFirst, refused.Contains(u.UserId));
+            await AssertHolds(d["in-mumbai"], u);
+            await AssertNothingLeftAt(src, u.UserId);
+            if (fencedFirst) continue;
+            // Copied live: the write after the snapshot is the tail, carried before the switch.
+            await using var got = await d["in-mumbai"].GetAsync(u.UserId, "cloud-sync", "notes", "during-copy");
+            Assert.Equal("written while the copy was made", await Bytes.TextAsync(got.Content));
+        }
     }
 
     [Fact]

@@ -91,6 +91,8 @@ public interface IStoreTx
     Task<IReadOnlyList<int>> InsertNewItemsAsync(IReadOnlyList<ItemRow> rows);
     Task<IReadOnlyList<ItemRow>> ListItemsAsync(string userId, string service, string collection, byte[]? afterKeyIndex, int limit);
     Task<IReadOnlyList<ItemRow>> ChangesAsync(string userId, long sinceVersion, int limit);
+    /// <summary>Whether any of the user's items is stored as a blob (in chunks).</summary>
+    Task<bool> HasBlobsAsync(string userId);
     /// <summary>Deletes a user's items of one service (or all services when null) and returns their blob ids.</summary>
     Task<IReadOnlyList<string>> DeleteItemsAsync(string userId, string? service);
     /// <summary>Removes an item row just read outright (no tombstone), with its blob.</summary>

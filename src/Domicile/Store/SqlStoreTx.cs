@@ -386,6 +386,9 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
         await Query($"SELECT {ItemColumns} FROM items WHERE user_id = @u AND version > @v ORDER BY version LIMIT @l",
             MapItem, ("u", userId), ("v", sinceVersion), ("l", limit));
 
+    public async Task<bool> HasBlobsAsync(string userId) =>
+        await Scalar("SELECT COUNT(*) FROM (SELECT 1 FROM items WHERE user_id = @u AND blob_id IS NOT NULL LIMIT 1) b", ("u", userId)) > 0;
+
     public async Task<IReadOnlyList<string>> DeleteItemsAsync(string userId, string? service)
     {
         var filter = service is null ? "user_id = @u" : "user_id = @u AND service = @s";
@@ -540,3 +543,4 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
             MapAudit,
             ("a", afterSeq), ("l", limit));
 }
+
