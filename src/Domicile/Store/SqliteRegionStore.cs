@@ -268,10 +268,11 @@ sealed class WalCheckpointer : IDisposable
     static readonly TimeSpan Pause = TimeSpan.FromMilliseconds(100);
     static readonly TimeSpan RetryAfter = TimeSpan.FromSeconds(1);
 
-    // Past this length (64 MiB of 4 KiB pages) the log is copied to its end and started over. A
-    // log that only grows makes every page lookup slower; copying its tail holds writers off for
-    // tens of milliseconds, so it is done rarely.
-    const int RestartPages = 16_384;
+    // Past this length (8 MiB of 4 KiB pages) the log is copied to its end and started over, with
+    // writers held off for the few pages the passive checkpoints left. A long log makes every page
+    // read slower: with 64 MiB, reads and writes over 200,000 users cost 168 µs of CPU each against
+    // 143 µs at 8 MiB (and 142 µs with SQLite's own checkpoints), measured side by side.
+    const int RestartPages = 2_048;
 
     // A reader older than the log's tail (a long backup dump, another process) keeps the log from
     // starting over however often writers are held off: then they are held off less and less often.
