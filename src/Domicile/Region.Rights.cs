@@ -127,7 +127,7 @@ public sealed partial class Region
         {
             await RequireUserAsync(tx, userId);
             await BeginUserWriteAsync(tx, userId);
-            var n = await tx.EraseUserAsync(userId);
+            var n = await tx.EraseUsersAsync([userId]);
             await AuditChain.AppendAsync(tx, Now, actor, "account.erase", userId, new JsonObject { ["rows"] = n });
             return 0;
         }, ct);

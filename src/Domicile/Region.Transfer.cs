@@ -33,55 +33,57 @@ public sealed partial class Region
         (await PackageUsersAsync([userId], _ => sinceVersion, ct))[0] ?? throw DomicileException.NotFound("no such user in this region");
 
     /// <summary>
-    /// <see cref="PackageUserAsync"/> for many users in one read transaction: one snapshot, and the
-    /// pages the users share are read once (a SQLite reader starts each transaction with a cold cache
-    /// after any write). A user who is not here is null in the result.
+    /// <see cref="PackageUserAsync"/> for many users: one read transaction (one snapshot) and one
+    /// statement per table for all of them. A user who is not here is null in the result; each
+    /// user's items are those changed after <paramref name="sinceVersion"/> of that user.
     /// </summary>
     public async Task<IReadOnlyList<UserPackage?>> PackageUsersAsync(IReadOnlyList<string> userIds, Func<string, long>? sinceVersion = null, CancellationToken ct = default)
     {
         using var lease = Lease();
         var ring = lease.Keys;
-        return await Store.ReadAsync(async tx =>
+        var rows = await Store.ReadAsync(tx => tx.ReadUsersAsync(userIds), ct);
+        var users = rows.Users.ToDictionary(u => u.Id, StringComparer.Ordinal);
+        var ledgers = rows.Ledger.ToLookup(c => c.UserId, StringComparer.Ordinal);
+        var states = rows.States.ToLookup(c => c.UserId, StringComparer.Ordinal);
+        var keys = rows.Keys.ToLookup(k => k.UserId, StringComparer.Ordinal);
+        var messages = rows.Messages.ToLookup(m => m.UserId, StringComparer.Ordinal);
+        var items = rows.Items.ToLookup(i => i.UserId, StringComparer.Ordinal);
+        var packages = new UserPackage?[userIds.Count];
+        for (var n = 0; n < userIds.Count; n++)
         {
-            var packages = new UserPackage?[userIds.Count];
-            for (var n = 0; n < userIds.Count; n++)
-                packages[n] = await PackageInAsync(ring, tx, userIds[n], sinceVersion?.Invoke(userIds[n]) ?? 0);
-            return packages;
-        }, ct);
+            var userId = userIds[n];
+            if (!users.TryGetValue(userId, out var user)) continue;
+            var since = sinceVersion?.Invoke(userId) ?? 0;
+            packages[n] = Package(ring, user, [.. ledgers[userId]], [.. states[userId]], [.. keys[userId]], [.. messages[userId]], items[userId].Where(i => i.Version > since));
+        }
+        return packages;
     }
 
-    async Task<UserPackage?> PackageInAsync(KeyRing ring, IStoreTx tx, string userId, long sinceVersion)
+    /// <summary>One user's rows, decrypted: small contents now, blobs as streams opened later.</summary>
+    UserPackage Package(KeyRing ring, UserRow user, IReadOnlyList<ConsentRow> ledger, IReadOnlyList<ConsentStateRow> states,
+        IReadOnlyList<DekRow> keys, IReadOnlyList<MessageRow> messages, IEnumerable<ItemRow> rows)
     {
-        if (await tx.GetUserAsync(userId) is not { } user) return null;
-        var (ledger, states, services, messages) =
-            (await tx.ListConsentsAsync(userId), await tx.ListConsentStatesAsync(userId), await tx.ListDekServicesAsync(userId), await tx.ListAllMessagesAsync(userId));
-        var deks = new Dictionary<string, byte[]>();
-        foreach (var s in services) if (await DekAsync(ring, tx, userId, s) is { } k) deks[s] = k;
+        var userId = user.Id;
+        // Committed keys only (a read transaction), so they may be cached.
+        var deks = keys.ToDictionary(k => k.Service, k => OpenDek(ring, k, cache: true), StringComparer.Ordinal);
         var login = deks.TryGetValue(AccountService, out var accountDek)
             ? Encoding.UTF8.GetString(Sealing.Open(accountDek, user.LoginEnc, Sealing.Aad("login", Id, userId))) : "";
         var items = new List<PackagedItem>();
-        var after = sinceVersion;
         // One key schedule per service for all of the user's rows, not one per value.
         var sealers = new Dictionary<string, Sealing.Sealer>(StringComparer.Ordinal);
         try
         {
-            while (true)
+            foreach (var r in rows)
             {
-                var rows = await tx.ChangesAsync(userId, after, 500);
-                foreach (var r in rows)
-                {
-                    if (!deks.TryGetValue(r.Service, out var dek)) continue; // the key is gone: so is the data, for good
-                    if (!sealers.TryGetValue(r.Service, out var sealer)) sealers[r.Service] = sealer = new Sealing.Sealer(dek);
-                    var head = OpenHead(sealer, r);
-                    byte[]? content = null;
-                    if (!r.Deleted && head.BlobId is null)
-                        content = sealer.Open(r.Content ?? throw new TamperedException(), ContentAad(userId, r.Service, r.Collection, r.KeyIndex, r.Version));
-                    var (svc, coll, key) = (r.Service, r.Collection, head.Key);
-                    items.Add(new PackagedItem(r.Service, r.Collection, head.Key, head.ContentType, r.Version, r.Deleted, r.Size, r.CreatedAt, r.UpdatedAt, content,
-                        !r.Deleted && head.BlobId is not null ? async c => (await GetAsync(userId, svc, coll, key, c)).Content : null));
-                }
-                if (rows.Count < 500) break;
-                after = rows[^1].Version;
+                if (!deks.TryGetValue(r.Service, out var dek)) continue; // the key is gone: so is the data, for good
+                if (!sealers.TryGetValue(r.Service, out var sealer)) sealers[r.Service] = sealer = new Sealing.Sealer(dek);
+                var head = OpenHead(sealer, r);
+                byte[]? content = null;
+                if (!r.Deleted && head.BlobId is null)
+                    content = sealer.Open(r.Content ?? throw new TamperedException(), ContentAad(userId, r.Service, r.Collection, r.KeyIndex, r.Version));
+                var (svc, coll, key) = (r.Service, r.Collection, head.Key);
+                items.Add(new PackagedItem(r.Service, r.Collection, head.Key, head.ContentType, r.Version, r.Deleted, r.Size, r.CreatedAt, r.UpdatedAt, content,
+                    !r.Deleted && head.BlobId is not null ? async c => (await GetAsync(userId, svc, coll, key, c)).Content : null));
             }
         }
         finally
@@ -95,18 +97,12 @@ public sealed partial class Region
             packaged.AddRange(messages.Select(m => new PackagedMessage(m.Id, m.Sender, Encoding.UTF8.GetString(sealer.Open(m.Body, MessageAad(userId, m.Id))), m.SentAt, m.ExpiresAt)));
         }
         return new UserPackage(userId, login, user.PasswordHash, user.Country, user.CreatedAt, user.ChangeSeq, ledger, states,
-            services.Where(s => s != AccountService).ToList(), items, packaged);
+            [.. deks.Keys.Where(s => s != AccountService).Order(StringComparer.Ordinal)], items, packaged);
     }
 
     /// <summary>The users here with at most <paramref name="maxChanges"/> changes (so at most as many items) and no blobs.</summary>
-    internal Task<HashSet<string>> SmallUsersAsync(IReadOnlyList<string> userIds, long maxChanges, CancellationToken ct = default) =>
-        Store.ReadAsync(async tx =>
-        {
-            var small = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var userId in userIds)
-                if (await tx.GetUserAsync(userId) is { } user && user.ChangeSeq <= maxChanges && !await tx.HasBlobsAsync(userId)) small.Add(userId);
-            return small;
-        }, ct);
+    internal async Task<HashSet<string>> SmallUsersAsync(IReadOnlyList<string> userIds, long maxChanges, CancellationToken ct = default) =>
+        [.. await Store.ReadAsync(tx => tx.SmallUsersAsync(userIds, maxChanges), ct)];
 
     /// <summary>
     /// Writes a package into this region under this region's keys (new DEKs, new blind indexes),
@@ -206,16 +202,17 @@ public sealed partial class Region
         var existing = await tx.GetUserAsync(userId);
         if (existing is not null && existing.State != UserStates.Incoming)
             throw new DomicileException("conflict", $"the user already lives in region '{Id}'; a copy must not overwrite a home");
-        var accountDek = await deks.GetAsync(userId, AccountService) ?? await deks.CreateAsync(userId, AccountService);
+        // Keys are looked for in the table itself even for an account new here: a restore keeps the
+        // key table, so a key may outlive its account row.
+        var held = (await tx.ListDekServicesAsync(userId)).ToHashSet(StringComparer.Ordinal);
+        var accountDek = held.Contains(AccountService) && await deks.GetAsync(userId, AccountService) is { } k ? k : await deks.CreateAsync(userId, AccountService);
         var loginEnc = Sealing.Seal(accountDek, Encoding.UTF8.GetBytes(pkg.Login), Sealing.Aad("login", Id, userId));
         var row = new UserRow(userId, deks.Ring.BlindIndex("login", pkg.Login), loginEnc, pkg.PasswordHash, pkg.Country, pkg.CreatedAt, pkg.ChangeSeq, existing?.State ?? state);
         if (existing is null) await tx.InsertUserAsync(row);
         else await tx.UpdateUserAsync(row);
         await tx.RaiseChangeAsync(userId, pkg.ChangeSeq);
-        // Keys are looked for in the table itself even for an account new here: a restore keeps the
-        // key table, so a key may outlive its account row.
         foreach (var service in pkg.Services)
-            if (await tx.GetDekAsync(userId, service) is null)
+            if (!held.Contains(service))
                 await deks.CreateAsync(userId, service);
         await tx.DeleteConsentsAsync(userId);
         foreach (var c in pkg.Ledger) await tx.AppendConsentAsync(c with { UserId = userId });
@@ -416,9 +413,9 @@ public sealed partial class Region
     {
         await Store.WriteAsync(async tx =>
         {
+            await tx.EraseUsersAsync(userIds);
             foreach (var userId in userIds)
             {
-                if (await tx.GetUserAsync(userId) is not null) await tx.EraseUserAsync(userId);
                 await tx.UpsertDirectoryAsync(userId, movedTo, NowMs);
                 await AuditChain.AppendAsync(tx, Now, actor, "migration.purge", userId, new JsonObject { ["to"] = movedTo, ["source_keys_destroyed"] = true });
             }
@@ -436,7 +433,7 @@ public sealed partial class Region
     {
         await Store.WriteAsync(async tx =>
         {
-            if (await tx.GetUserAsync(userId) is { State: UserStates.Incoming }) await tx.EraseUserAsync(userId);
+            if (await tx.GetUserAsync(userId) is { State: UserStates.Incoming }) await tx.EraseUsersAsync([userId]);
             await AuditChain.AppendAsync(tx, Now, actor, "migration.discard", userId);
             return 0;
         }, ct);

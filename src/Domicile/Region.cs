@@ -328,10 +328,15 @@ public sealed partial class Region : IAsyncDisposable
     {
         if (ring.TryGetDek(user, service, out var cached)) return cached;
         var row = await tx.GetDekAsync(user, service);
-        if (row is null) return null;
-        var dek = Sealing.Open(ring.Kek(row.KekVersion), row.Wrapped, DekAad(user, service, row.KekVersion));
         // Only committed keys are cached: a key read inside a write may be rolled back with it.
-        if (!tx.Writes) ring.CacheDek(user, service, dek);
+        return row is null ? null : OpenDek(ring, row, cache: !tx.Writes);
+    }
+
+    byte[] OpenDek(KeyRing ring, DekRow row, bool cache)
+    {
+        if (ring.TryGetDek(row.UserId, row.Service, out var cached)) return cached;
+        var dek = Sealing.Open(ring.Kek(row.KekVersion), row.Wrapped, DekAad(row.UserId, row.Service, row.KekVersion));
+        if (cache) ring.CacheDek(row.UserId, row.Service, dek);
         return dek;
     }
 

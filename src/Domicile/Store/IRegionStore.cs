@@ -91,8 +91,15 @@ public interface IStoreTx
     Task<IReadOnlyList<int>> InsertNewItemsAsync(IReadOnlyList<ItemRow> rows);
     Task<IReadOnlyList<ItemRow>> ListItemsAsync(string userId, string service, string collection, byte[]? afterKeyIndex, int limit);
     Task<IReadOnlyList<ItemRow>> ChangesAsync(string userId, long sinceVersion, int limit);
-    /// <summary>Whether any of the user's items is stored as a blob (in chunks).</summary>
-    Task<bool> HasBlobsAsync(string userId);
+    /// <summary>
+    /// The accounts, consent ledgers and states, data keys, messages and items (tombstones included)
+    /// of many users, each table in one statement; each user's rows in the order the single-user
+    /// reads give them (items by version).
+    /// </summary>
+    Task<UsersRows> ReadUsersAsync(IReadOnlyList<string> userIds);
+
+    /// <summary>Those of the users with at most <paramref name="maxChanges"/> changes (so at most as many items) and no blobs.</summary>
+    Task<IReadOnlyList<string>> SmallUsersAsync(IReadOnlyList<string> userIds, long maxChanges);
     /// <summary>Deletes a user's items of one service (or all services when null) and returns their blob ids.</summary>
     Task<IReadOnlyList<string>> DeleteItemsAsync(string userId, string? service);
     /// <summary>Removes an item row just read outright (no tombstone), with its blob.</summary>
@@ -124,8 +131,8 @@ public interface IStoreTx
     Task<IReadOnlyList<string>> WithdrawnBeforeAsync(string service, long before, int limit);
     /// <summary>Deletes blob chunks older than <paramref name="before"/> that no item points to (interrupted uploads).</summary>
     Task<long> DeleteOrphanChunksAsync(long before);
-    /// <summary>Crypto-shreds and deletes everything of one user in this region; returns what was deleted.</summary>
-    Task<long> EraseUserAsync(string userId);
+    /// <summary>Crypto-shreds and deletes everything of these users in this region; returns the rows deleted.</summary>
+    Task<long> EraseUsersAsync(IReadOnlyList<string> userIds);
     /// <summary>Entries about a subject after <paramref name="afterSeq"/>, oldest first.</summary>
     Task<IReadOnlyList<AuditRow>> AuditBySubjectAsync(string subject, long afterSeq, int limit);
 

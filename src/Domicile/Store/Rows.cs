@@ -26,3 +26,8 @@ public sealed record AuditRow(long Seq, string At, string Actor, string Action, 
 public sealed record OperatorRow(string Id, string Name, string Role, byte[] TokenHash, long CreatedAt, bool Revoked);
 
 public sealed record RefreshTokenRow(byte[] TokenHash, string UserId, string Family, long ExpiresAt, bool Used);
+
+/// <summary>Every row of some users that a migration packages, read with one statement per table.</summary>
+public sealed record UsersRows(
+    IReadOnlyList<UserRow> Users, IReadOnlyList<ConsentRow> Ledger, IReadOnlyList<ConsentStateRow> States,
+    IReadOnlyList<DekRow> Keys, IReadOnlyList<MessageRow> Messages, IReadOnlyList<ItemRow> Items);

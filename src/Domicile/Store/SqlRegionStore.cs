@@ -55,6 +55,14 @@ public abstract class SqlRegionStore : IRegionStore
         });
     }
 
+    /// <summary>
+    /// A filter matching <paramref name="column"/> against a list passed as one parameter: an array
+    /// where the engine has them; SQLite takes a JSON array (see <see cref="ListValue"/>).
+    /// </summary>
+    protected internal virtual string InList(string column, string parameter) => $"{column} = ANY({parameter}::text[])";
+
+    protected internal virtual object ListValue(IReadOnlyList<string> values) => values.ToArray();
+
     /// <summary>Suffix that locks a selected row for the rest of a write transaction.</summary>
     protected internal abstract string LockShare { get; }
     protected internal abstract string LockUpdate { get; }

@@ -182,9 +182,12 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
     public Task DeleteDekAsync(string userId, string service) =>
         Exec("DELETE FROM data_keys WHERE user_id = @u AND service = @s", ("u", userId), ("s", service));
 
+    const string ConsentStateColumns = "user_id, service, version, granted, at";
+
+    static ConsentStateRow MapConsentState(DbDataReader r) => new(r.GetString(0), r.GetString(1), r.GetInt64(2), r.GetInt64(3) != 0, r.GetInt64(4));
+
     public async Task<IReadOnlyList<ConsentStateRow>> ListConsentStatesAsync(string userId) =>
-        await Query("SELECT user_id, service, version, granted, at FROM consent_state WHERE user_id = @u ORDER BY service",
-            r => new ConsentStateRow(r.GetString(0), r.GetString(1), r.GetInt64(2), r.GetInt64(3) != 0, r.GetInt64(4)), ("u", userId));
+        await Query($"SELECT {ConsentStateColumns} FROM consent_state WHERE user_id = @u ORDER BY service", MapConsentState, ("u", userId));
 
     public async Task DeleteConsentsAsync(string userId)
     {
@@ -195,9 +198,12 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
     public async Task<IReadOnlyList<string>> ListDekServicesAsync(string userId) =>
         await Query("SELECT service FROM data_keys WHERE user_id = @u ORDER BY service", r => r.GetString(0), ("u", userId));
 
+    const string MessageColumns = "id, user_id, sender, body, sent_at, expires_at";
+
+    static MessageRow MapMessage(DbDataReader r) => new(r.GetString(0), r.GetString(1), r.GetString(2), Bytes(r, 3), r.GetInt64(4), r.GetInt64(5));
+
     public async Task<IReadOnlyList<MessageRow>> ListAllMessagesAsync(string userId) =>
-        await Query("SELECT id, user_id, sender, body, sent_at, expires_at FROM messages WHERE user_id = @u ORDER BY id",
-            r => new MessageRow(r.GetString(0), r.GetString(1), r.GetString(2), Bytes(r, 3), r.GetInt64(4), r.GetInt64(5)), ("u", userId));
+        await Query($"SELECT {MessageColumns} FROM messages WHERE user_id = @u ORDER BY id", MapMessage, ("u", userId));
 
     public Task DeleteMessagesAsync(string userId) => Exec("DELETE FROM messages WHERE user_id = @u", ("u", userId));
 
@@ -230,9 +236,7 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
             r => (r.GetString(0), r.GetString(1), r.GetString(2)), ("m", migrationId));
 
     public Task<ConsentStateRow?> GetConsentStateAsync(string userId, string service) =>
-        One($"SELECT user_id, service, version, granted, at FROM consent_state WHERE user_id = @u AND service = @s{Share}",
-            r => new ConsentStateRow(r.GetString(0), r.GetString(1), r.GetInt64(2), r.GetInt64(3) != 0, r.GetInt64(4)),
-            ("u", userId), ("s", service));
+        One($"SELECT {ConsentStateColumns} FROM consent_state WHERE user_id = @u AND service = @s{Share}", MapConsentState, ("u", userId), ("s", service));
 
     public Task SetConsentStateAsync(ConsentStateRow c) =>
         Exec("""
@@ -244,10 +248,12 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
         Scalar("INSERT INTO consents (user_id, service, version, granted, at, source) VALUES (@u, @s, @v, @g, @a, @src) RETURNING id",
             ("u", c.UserId), ("s", c.Service), ("v", c.Version), ("g", c.Granted), ("a", c.At), ("src", c.Source));
 
+    const string ConsentColumns = "id, user_id, service, version, granted, at, source";
+
+    static ConsentRow MapConsent(DbDataReader r) => new(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt64(4) != 0, r.GetInt64(5), r.GetString(6));
+
     public async Task<IReadOnlyList<ConsentRow>> ListConsentsAsync(string userId) =>
-        await Query("SELECT id, user_id, service, version, granted, at, source FROM consents WHERE user_id = @u ORDER BY id",
-            r => new ConsentRow(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt64(4) != 0, r.GetInt64(5), r.GetString(6)),
-            ("u", userId));
+        await Query($"SELECT {ConsentColumns} FROM consents WHERE user_id = @u ORDER BY id", MapConsent, ("u", userId));
 
     const string ItemColumns = "user_id, service, collection, key_index, head, content, blob_id, size, version, deleted, created_at, updated_at";
 
@@ -386,8 +392,25 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
         await Query($"SELECT {ItemColumns} FROM items WHERE user_id = @u AND version > @v ORDER BY version LIMIT @l",
             MapItem, ("u", userId), ("v", sinceVersion), ("l", limit));
 
-    public async Task<bool> HasBlobsAsync(string userId) =>
-        await Scalar("SELECT COUNT(*) FROM (SELECT 1 FROM items WHERE user_id = @u AND blob_id IS NOT NULL LIMIT 1) b", ("u", userId)) > 0;
+    public async Task<UsersRows> ReadUsersAsync(IReadOnlyList<string> userIds)
+    {
+        if (userIds.Count == 0) return new([], [], [], [], [], []);
+        var u = ("u", store.ListValue(userIds));
+        string Where(string column) => store.InList(column, "@u");
+        return new(
+            await Query($"SELECT {UserColumns} FROM users WHERE {Where("id")}", MapUser, u),
+            await Query($"SELECT {ConsentColumns} FROM consents WHERE {Where("user_id")} ORDER BY user_id, id", MapConsent, u),
+            await Query($"SELECT {ConsentStateColumns} FROM consent_state WHERE {Where("user_id")} ORDER BY user_id, service", MapConsentState, u),
+            await Query($"SELECT {DekColumns} FROM data_keys WHERE {Where("user_id")} ORDER BY user_id, service", MapDek, u),
+            await Query($"SELECT {MessageColumns} FROM messages WHERE {Where("user_id")} ORDER BY user_id, id", MapMessage, u),
+            await Query($"SELECT {ItemColumns} FROM items WHERE {Where("user_id")} ORDER BY user_id, version", MapItem, u));
+    }
+
+    public async Task<IReadOnlyList<string>> SmallUsersAsync(IReadOnlyList<string> userIds, long maxChanges) =>
+        userIds.Count == 0 ? [] : await Query($"""
+            SELECT id FROM users u WHERE {store.InList("id", "@u")} AND change_seq <= @m
+              AND NOT EXISTS (SELECT 1 FROM items i WHERE i.user_id = u.id AND i.blob_id IS NOT NULL)
+            """, r => r.GetString(0), ("u", store.ListValue(userIds)), ("m", maxChanges));
 
     public async Task<IReadOnlyList<string>> DeleteItemsAsync(string userId, string? service)
     {
@@ -447,8 +470,7 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
             ("i", m.Id), ("u", m.UserId), ("s", m.Sender), ("b", m.Body), ("t", m.SentAt), ("e", m.ExpiresAt));
 
     public async Task<IReadOnlyList<MessageRow>> ListMessagesAsync(string userId, long now, int limit) =>
-        await Query("SELECT id, user_id, sender, body, sent_at, expires_at FROM messages WHERE user_id = @u AND expires_at > @n ORDER BY sent_at, id LIMIT @l",
-            r => new MessageRow(r.GetString(0), r.GetString(1), r.GetString(2), Bytes(r, 3), r.GetInt64(4), r.GetInt64(5)),
+        await Query($"SELECT {MessageColumns} FROM messages WHERE user_id = @u AND expires_at > @n ORDER BY sent_at, id LIMIT @l", MapMessage,
             ("u", userId), ("n", now), ("l", limit));
 
     public async Task<bool> DeleteMessageAsync(string userId, string id) =>
@@ -476,14 +498,19 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
     public async Task<long> DeleteOrphanChunksAsync(long before) =>
         await Exec("DELETE FROM blob_chunks WHERE created_at < @b AND blob_id NOT IN (SELECT blob_id FROM items WHERE blob_id IS NOT NULL)", ("b", before));
 
-    public async Task<long> EraseUserAsync(string userId)
+    public async Task<long> EraseUsersAsync(IReadOnlyList<string> userIds)
     {
+        if (userIds.Count == 0) return 0;
+        var u = ("u", store.ListValue(userIds));
+        string Where(string column) => store.InList(column, "@u");
         // Keys first: once they are gone, any copy of the rows (a backup, a stale replica) is noise.
-        long n = await Exec("DELETE FROM data_keys WHERE user_id = @u", ("u", userId));
-        n += (await DeleteItemsAsync(userId, null)).Count;
+        long n = await Exec($"DELETE FROM data_keys WHERE {Where("user_id")}", u);
+        var blobs = await Query($"SELECT blob_id FROM items WHERE {Where("user_id")} AND blob_id IS NOT NULL", r => r.GetString(0), u);
+        n += await Exec($"DELETE FROM items WHERE {Where("user_id")}", u);
+        foreach (var b in blobs) await DeleteBlobAsync(b);
         foreach (var table in new[] { "messages", "consent_state", "consents", "refresh_tokens" })
-            n += await Exec($"DELETE FROM {table} WHERE user_id = @u", ("u", userId));
-        n += await Exec("DELETE FROM users WHERE id = @u", ("u", userId));
+            n += await Exec($"DELETE FROM {table} WHERE {Where("user_id")}", u);
+        n += await Exec($"DELETE FROM users WHERE {Where("id")}", u);
         return n;
     }
 
