@@ -418,7 +418,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         await from.SetUsersStateAsync(users, UserStates.Fenced, actor, "migration.fence");
         await JournalGroup(id, users, "fenced", from, to);
         var histories = await CarryHistoriesAsync(actor, users, from, to);
-        await SwitchAndPurgeAsync(id, actor, users, await TailAndVerifyAsync(id, actor, users, from, to, seqs, histories), histories, from, to, count);
+        await SwitchAndPurgeAsync(id, actor, users, await TailAndVerifyAsync(id, actor, users, from, to, seqs, histories, u => count(u, null)), histories, from, to, count);
     }
 
     /// <summary>
@@ -434,7 +434,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         await to.ImportUsersAsync(fulls, UserStates.Incoming, actor);
         await JournalGroup(id, users, "copied", from, to, u => new JsonObject { ["seq"] = fulls.First(f => f.UserId == u).ChangeSeq });
         var histories = await CarryHistoriesAsync(actor, users, from, to);
-        await SwitchAndPurgeAsync(id, actor, users, await VerifyAsync(id, actor, fulls, from, to, histories), histories, from, to, count);
+        await SwitchAndPurgeAsync(id, actor, users, await VerifyAsync(id, actor, fulls, from, to, histories, u => count(u, null)), histories, from, to, count);
     }
 
     /// <summary>The users' audit summaries, taken at the source after the fence and carried to the destination.</summary>
@@ -449,7 +449,6 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     async Task SwitchAndPurgeAsync(string id, string actor, IReadOnlyList<string> users, Dictionary<string, UserDigest> digests,
         Dictionary<string, JsonObject> histories, Region from, Region to, Action<string, UserDigest?> count)
     {
-        foreach (var userId in users.Where(u => !digests.ContainsKey(u))) count(userId, null);
         var verified = users.Where(digests.ContainsKey).ToList();
         if (verified.Count == 0) return;
         await JournalGroup(id, verified, "verified", from, to, u => VerifiedDetails(digests[u], histories[u]));
@@ -475,12 +474,12 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     /// is a write that got in first.
     /// </summary>
     async Task<Dictionary<string, UserDigest>> TailAndVerifyAsync(string id, string actor, IReadOnlyList<string> users, Region from, Region to,
-        IReadOnlyDictionary<string, long> copiedSeqs, IReadOnlyDictionary<string, JsonObject> histories)
+        IReadOnlyDictionary<string, long> copiedSeqs, IReadOnlyDictionary<string, JsonObject> histories, Action<string>? failed = null)
     {
         var fulls = AllThere(await from.PackageUsersAsync(users), users);
         await to.ImportUsersAsync([.. fulls.Where(f => f.ChangeSeq > copiedSeqs[f.UserId] + 1)
             .Select(f => f with { Items = [.. f.Items.Where(i => i.Version > copiedSeqs[f.UserId])] })], UserStates.Incoming, actor);
-        return await VerifyAsync(id, actor, fulls, from, to, histories);
+        return await VerifyAsync(id, actor, fulls, from, to, histories, failed);
     }
 
     /// <summary>
@@ -488,8 +487,10 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     /// audit summary; returns the verified users' digests. On a mismatch nothing of that user is
     /// switched: the copy is discarded, the user is home again at the source, and the failure is journaled.
     /// </summary>
+    /// <param name="failed">Told of each failure as soon as it is journaled: a refusal later in the
+    /// group must not send a user already settled as failed through the pipeline again.</param>
     async Task<Dictionary<string, UserDigest>> VerifyAsync(string id, string actor, IReadOnlyList<UserPackage> fulls, Region from, Region to,
-        IReadOnlyDictionary<string, JsonObject> histories)
+        IReadOnlyDictionary<string, JsonObject> histories, Action<string>? failed = null)
     {
         IReadOnlyList<UserPackage?>? copies;
         try
@@ -514,6 +515,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             await to.DiscardIncomingUserAsync(userId, actor);
             await from.SetUserStateAsync(userId, UserStates.Active, actor, "migration.unfence");
             await Journal(id, userId, "failed", from, to, new JsonObject { ["reason"] = "the copy did not match the source; nothing was switched" });
+            failed?.Invoke(userId);
         }
         return verified;
     }

@@ -353,7 +353,8 @@ public sealed partial class Region
         Line("account", pkg.UserId, pkg.Login, pkg.PasswordHash, pkg.Country, pkg.CreatedAt);
         foreach (var c in pkg.Ledger.OrderBy(c => c.At).ThenBy(c => c.Service, StringComparer.Ordinal).ThenBy(c => c.Granted))
             Line("consent", c.Service, c.Version, c.Granted, c.At, c.Source);
-        foreach (var s in pkg.States) Line("state", s.Service, s.Version, s.Granted, s.At);
+        // Ordinal order, not the engine's: a PostgreSQL collation and SQLite may sort services apart.
+        foreach (var s in pkg.States.OrderBy(s => s.Service, StringComparer.Ordinal)) Line("state", s.Service, s.Version, s.Granted, s.At);
         long items = 0, bytes = 0;
         foreach (var i in pkg.Items.OrderBy(i => i.Version))
         {

@@ -208,12 +208,15 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
     }
 
     [Theory]
-    [InlineData("copied")]
-    [InlineData("fenced")]
-    [InlineData("verified")]
-    [InlineData("switched")]
-    [InlineData("purged")]
-    public async Task A_crash_at_any_step_boundary_resumes_to_the_same_end(string crashAt)
+    [InlineData("copied", false)]
+    [InlineData("fenced", false)]
+    [InlineData("verified", false)]
+    [InlineData("switched", false)]
+    [InlineData("purged", false)]
+    [InlineData("copied", true)]
+    [InlineData("fenced", true)]
+    [InlineData("verified", true)]
+    public async Task A_crash_at_any_step_boundary_resumes_to_the_same_end(string crashAt, bool copiedLive)
     {
         await using var d = await Deploy();
         var indians = await SeedAsync(d, "IN", 3, withBlob: true);
@@ -221,6 +224,7 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
         var options = new MigrationOptions
         {
             Parallelism = 1,
+            FenceFirstChanges = copiedLive ? 0 : new MigrationOptions().FenceFirstChanges,
             AtStep = (step, _) => step == crashAt && Interlocked.Exchange(ref crashed, 1) == 0 ? throw new IOException($"simulated crash after {step}") : Task.CompletedTask,
         };
         var first = new Migrator(d.Deployment, options);
@@ -293,8 +297,10 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
         foreach (var u in indians) await AssertNothingLeftAt(d["cn-beijing"], u.UserId);
     }
 
-    [Fact]
-    public async Task A_corrupted_copy_is_caught_and_nothing_is_switched()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_corrupted_copy_is_caught_and_nothing_is_switched(bool copiedLive)
     {
         await using var d = await Deploy();
         var indians = await SeedAsync(d, "IN", 2);
@@ -302,6 +308,7 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
         var options = new MigrationOptions
         {
             Parallelism = 1,
+            FenceFirstChanges = copiedLive ? 0 : new MigrationOptions().FenceFirstChanges,
             AtStep = async (step, user) =>
             {
                 if (step != "copied" || user != victim) return;
