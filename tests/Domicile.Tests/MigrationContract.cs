@@ -401,6 +401,18 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
     }
 
     [Fact]
+    public async Task Only_users_with_few_changes_and_no_blobs_are_small_enough_to_fence_first()
+    {
+        await using var d = await Deploy();
+        var seeded = await SeedAsync(d, "IN", 3, withBlob: true); // ten changes each; the first also has a blob
+        var ids = seeded.Select(u => u.UserId).ToList();
+        var src = d["cn-beijing"];
+        Assert.Equal(new HashSet<string> { ids[1], ids[2] }, await src.SmallUsersAsync(ids, 10));
+        Assert.Empty(await src.SmallUsersAsync(ids, 9));
+        Assert.Empty(await src.SmallUsersAsync(["0123456789abcdef0123456789abcdef"], 1000));
+    }
+
+    [Fact]
     public async Task Plans_refuse_destinations_the_policy_forbids()
     {
         await using var d = await Deploy();
