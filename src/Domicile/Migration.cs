@@ -545,8 +545,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             foreach (var s in snapshots) seqs.Add((await tx.GetUserAsync(s.UserId))?.ChangeSeq);
             return seqs;
         });
-        var changed = snapshots.Where((s, n) => now[n] != s.ChangeSeq).ToList();
-        var since = changed.ToDictionary(s => s.UserId, s => s.ChangeSeq);
+        var since = snapshots.Where((s, n) => now[n] != s.ChangeSeq).ToDictionary(s => s.UserId, s => s.ChangeSeq);
         var catchUps = AllThere(await from.PackageUsersAsync([.. since.Keys], u => since[u]), [.. since.Keys]);
         await to.ImportUsersAsync(catchUps, UserStates.Incoming, actor);
         var copied = snapshots.ToDictionary(s => s.UserId, s => s.ChangeSeq);
@@ -643,25 +642,19 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             await from.SetUserStateAsync(userId, UserStates.Fenced, actor, "migration.fence");
             await Journal(id, userId, "fenced", from, to);
             var histories = await CarryHistoriesAsync(actor, [userId], from, to);
-            if (!(await TailAndVerifyAsync(id, actor, [userId], from, to, seqs, histories)).TryGetValue(userId, out var source)) return null;
-            await Journal(id, userId, "verified", from, to, VerifiedDetails(source, histories[userId]));
-
-            // Switch: the source stops being home first, so there is never a moment with two homes.
-            await from.SetUserStateAsync(userId, UserStates.Moved, actor, "migration.switch", movedTo: to.Id);
-            await to.SetUserStateAsync(userId, UserStates.Active, actor, "migration.switch", movedTo: to.Id);
-            foreach (var other in deployment.Regions.Values.Where(r => r != from && r != to))
-                await other.Store.WriteAsync(async tx => { await tx.UpsertDirectoryAsync(userId, to.Id, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()); return 0; });
-            await Journal(id, userId, "switched", from, to);
-            return await FinishAsync(id, actor, userId, from, to, source, journaled: true);
+            var digests = await TailAndVerifyAsync(id, actor, [userId], from, to, seqs, histories);
+            if (!digests.TryGetValue(userId, out var source)) return null;
+            await SwitchAndPurgeAsync(id, actor, [userId], digests, histories, from, to, (_, _) => { });
+            return source;
         }
         var digest = await to.DigestUserAsync(userId);
         return await FinishAsync(id, actor, userId, from, to, digest);
     }
 
-    async Task<UserDigest> FinishAsync(string id, string actor, string userId, Region from, Region to, UserDigest digest, bool journaled = false)
+    /// <summary>Finishes a user switched before a crash: journals the destination's digest, then purges the source.</summary>
+    async Task<UserDigest> FinishAsync(string id, string actor, string userId, Region from, Region to, UserDigest digest)
     {
-        if (!journaled)
-            await Journal(id, userId, "verified", from, to, VerifiedDetails(digest, history: null));
+        await Journal(id, userId, "verified", from, to, VerifiedDetails(digest, history: null));
         await from.PurgeMovedUserAsync(userId, to.Id, actor);
         await Journal(id, userId, "purged", from, to);
         return digest;

@@ -63,10 +63,8 @@ public interface IStoreTx
     Task SetConsentStateAsync(ConsentStateRow row);
     Task<long> AppendConsentAsync(ConsentRow row);
     Task<IReadOnlyList<ConsentRow>> ListConsentsAsync(string userId);
-    Task<IReadOnlyList<ConsentStateRow>> ListConsentStatesAsync(string userId);
     Task DeleteConsentsAsync(string userId);
     Task<IReadOnlyList<string>> ListDekServicesAsync(string userId);
-    Task<IReadOnlyList<MessageRow>> ListAllMessagesAsync(string userId);
     Task DeleteMessagesAsync(string userId);
     Task UpdateUserAsync(UserRow row);
     /// <summary>Users of one jurisdiction, in id order after <paramref name="afterId"/>.</summary>

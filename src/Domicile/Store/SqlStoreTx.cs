@@ -186,9 +186,6 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     static ConsentStateRow MapConsentState(DbDataReader r) => new(r.GetString(0), r.GetString(1), r.GetInt64(2), r.GetInt64(3) != 0, r.GetInt64(4));
 
-    public async Task<IReadOnlyList<ConsentStateRow>> ListConsentStatesAsync(string userId) =>
-        await Query($"SELECT {ConsentStateColumns} FROM consent_state WHERE user_id = @u ORDER BY service", MapConsentState, ("u", userId));
-
     public async Task DeleteConsentsAsync(string userId)
     {
         await Exec("DELETE FROM consents WHERE user_id = @u", ("u", userId));
@@ -201,9 +198,6 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
     const string MessageColumns = "id, user_id, sender, body, sent_at, expires_at";
 
     static MessageRow MapMessage(DbDataReader r) => new(r.GetString(0), r.GetString(1), r.GetString(2), Bytes(r, 3), r.GetInt64(4), r.GetInt64(5));
-
-    public async Task<IReadOnlyList<MessageRow>> ListAllMessagesAsync(string userId) =>
-        await Query($"SELECT {MessageColumns} FROM messages WHERE user_id = @u ORDER BY id", MapMessage, ("u", userId));
 
     public Task DeleteMessagesAsync(string userId) => Exec("DELETE FROM messages WHERE user_id = @u", ("u", userId));
 
@@ -416,10 +410,16 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
     {
         var filter = service is null ? "user_id = @u" : "user_id = @u AND service = @s";
         (string, object?)[] args = service is null ? [("u", userId)] : [("u", userId), ("s", service)];
+        return (await DeleteItemsWhereAsync(filter, args)).Blobs;
+    }
+
+    /// <summary>Deletes the items matching <paramref name="filter"/> and their blobs; returns the blob ids and the rows deleted.</summary>
+    async Task<(IReadOnlyList<string> Blobs, int Rows)> DeleteItemsWhereAsync(string filter, params (string, object?)[] args)
+    {
         var blobs = await Query($"SELECT blob_id FROM items WHERE {filter} AND blob_id IS NOT NULL", r => r.GetString(0), args);
-        await Exec($"DELETE FROM items WHERE {filter}", args);
+        var rows = await Exec($"DELETE FROM items WHERE {filter}", args);
         foreach (var b in blobs) await DeleteBlobAsync(b);
-        return blobs;
+        return (blobs, rows);
     }
 
     public async Task DeleteItemRowAsync(ItemRow row)
@@ -505,9 +505,7 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
         string Where(string column) => store.InList(column, "@u");
         // Keys first: once they are gone, any copy of the rows (a backup, a stale replica) is noise.
         long n = await Exec($"DELETE FROM data_keys WHERE {Where("user_id")}", u);
-        var blobs = await Query($"SELECT blob_id FROM items WHERE {Where("user_id")} AND blob_id IS NOT NULL", r => r.GetString(0), u);
-        n += await Exec($"DELETE FROM items WHERE {Where("user_id")}", u);
-        foreach (var b in blobs) await DeleteBlobAsync(b);
+        n += (await DeleteItemsWhereAsync(Where("user_id"), u)).Rows;
         foreach (var table in new[] { "messages", "consent_state", "consents", "refresh_tokens" })
             n += await Exec($"DELETE FROM {table} WHERE {Where("user_id")}", u);
         n += await Exec($"DELETE FROM users WHERE {Where("id")}", u);
