@@ -21,6 +21,10 @@ set +e
 dotnet test Domicile.slnx -c Release --no-build --logger "console;verbosity=normal" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+# Failures again, just above the summary, so a reader of the last lines sees which test and why.
+awk '/^  Failed / { show = 1; print; next }
+     show && /^  (Passed|Failed|Skipped) |^\[xUnit|^Test Run|^Total tests/ { show = 0 }
+     show { print }' "$log" | head -n 60 || true
 # One plain closing line for any reader: "N passed, N failed, N skipped".
 awk '
   /^(Passed|Failed)!/ { for (i = 1; i <= NF; i++) { v = $(i+1); gsub(",", "", v)
