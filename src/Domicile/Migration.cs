@@ -16,7 +16,7 @@ public sealed record MigrationState(
 
 public sealed record MigrationPlan(string To, IReadOnlyList<(string UserId, string From)> Users);
 
-/// <summary>Test hooks: called at every step boundary; may throw to simulate a crash there.</summary>
+/// <summary>How a migration runs.</summary>
 public sealed class MigrationOptions
 {
     public int Parallelism { get; set; } = Math.Max(2, Environment.ProcessorCount * 2);
@@ -29,6 +29,11 @@ public sealed class MigrationOptions
     /// takes milliseconds); larger ones are copied live, caught up, then fenced for their tail only.
     /// </summary>
     public long FenceFirstChanges { get; set; } = 256;
+
+    /// <summary>
+    /// Test hook: called with (step, user) at every journaled step boundary, and with "read" right
+    /// after each read of a user's data at the source; may throw to simulate a crash there.
+    /// </summary>
     public Func<string, string, Task>? AtStep { get; set; }
 
     /// <summary>Users a second at most; null takes <c>migration.users_per_second</c> from the configuration (0 = no ceiling).</summary>
@@ -376,6 +381,11 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             }
             return 0;
         });
+        await AtStepAsync(step, users);
+    }
+
+    async Task AtStepAsync(string step, IEnumerable<string> users)
+    {
         if (_options.AtStep is { } hook)
             foreach (var user in users) await hook(step, user);
     }
@@ -409,6 +419,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             else snapshots.Add(snapshot);
         }
         if (snapshots.Count == 0) return;
+        await AtStepAsync("read", snapshots.Select(s => s.UserId));
         // The group's copies arrive in one transaction, then whatever changed meanwhile in another.
         await to.ImportUsersAsync(snapshots, UserStates.Incoming, actor);
         var seqs = await CatchUpAsync(from, to, snapshots, actor);
@@ -431,6 +442,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         await from.SetUsersStateAsync(users, UserStates.Fenced, actor, "migration.fence");
         await JournalGroup(id, users, "fenced", from, to);
         var fulls = AllThere(await from.PackageUsersAsync(users), users);
+        await AtStepAsync("read", users);
         await to.ImportUsersAsync(fulls, UserStates.Incoming, actor);
         await JournalGroup(id, users, "copied", from, to, u => new JsonObject { ["seq"] = fulls.First(f => f.UserId == u).ChangeSeq });
         var histories = await CarryHistoriesAsync(actor, users, from, to);
@@ -634,6 +646,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             }
             // Copy a snapshot while the user keeps working, then catch up on what changed meanwhile.
             var snapshot = await from.PackageUserAsync(userId);
+            await AtStepAsync("read", [userId]);
             await to.ImportUserAsync(snapshot, UserStates.Incoming, actor);
             var seqs = await CatchUpAsync(from, to, [snapshot], actor);
             await Journal(id, userId, "copied", from, to, new JsonObject { ["seq"] = seqs[userId] });
