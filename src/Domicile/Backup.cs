@@ -31,14 +31,23 @@ public static class Backup
         ("messages", ["id", "user_id", "sender", "body", "sent_at", "expires_at"]),
     ];
 
+    static readonly (string Table, string[] Columns) KeyStamps = ("data_keys", ["user_id", "service", "created_at"]);
+
     public static async Task<BackupResult> WriteAsync(Region region, Stream output, CancellationToken ct = default)
     {
         await using var gzip = new GZipStream(output, CompressionLevel.Fastest, leaveOpen: true);
         await using var writer = new StreamWriter(gzip, new UTF8Encoding(false));
-        await writer.WriteLineAsync(new JsonObject { ["format"] = Format, ["region"] = region.Id, ["at"] = region.Time.GetUtcNow() }.ToJsonString());
+        await writer.WriteLineAsync(new JsonObject { ["format"] = Format, ["region"] = region.Id, ["at"] = region.Time.GetUtcNow(), ["key_stamps"] = true }.ToJsonString());
         long users = 0, rows = 0;
-        await region.Store.DumpAsync(Tables, async (table, values) =>
+        // Which data key sealed each service's rows, by its creation time only (never the key): a
+        // restore brings rows back only under that same key, whatever the clock did meanwhile.
+        await region.Store.DumpAsync([KeyStamps, .. Tables], async (table, values) =>
         {
+            if (table == KeyStamps.Table)
+            {
+                await writer.WriteLineAsync(new JsonObject { ["t"] = "key_stamps", ["r"] = new JsonArray((string)values[0]!, (string)values[1]!, Convert.ToInt64(values[2], System.Globalization.CultureInfo.InvariantCulture)) }.ToJsonString());
+                return;
+            }
             var row = new JsonArray();
             foreach (var v in values)
             {
@@ -86,6 +95,14 @@ public static class Backup
         if ((string?)header["region"] != region.Id)
             throw DomicileException.Invalid($"this backup is of region '{header["region"]}', not '{region.Id}'");
         var takenAt = header["at"]!.GetValue<DateTimeOffset>().ToUnixTimeMilliseconds();
+        var stamped = (bool?)header["key_stamps"] == true;
+        var stamps = new Dictionary<(string, string), long>();
+        // The key there now sealed the backup's rows of that service: the same key (by its stamp), or
+        // in a backup without stamps one made before the backup was taken. A key made since replaced
+        // one that was destroyed, so those rows stay out.
+        bool SameKey(string user, string service) =>
+            keys.TryGetValue((user, service), out var created)
+            && (stamped ? stamps.TryGetValue((user, service), out var then) && then == created : created <= takenAt);
 
         var restored = new HashSet<string>();
         var skipped = new HashSet<string>();
@@ -98,6 +115,11 @@ public static class Backup
             {
                 var o = JsonNode.Parse(line)!.AsObject();
                 var table = (string)o["t"]!;
+                if (table == "key_stamps" && o["r"] is JsonArray { Count: 3 } stamp)
+                {
+                    stamps[((string)stamp[0]!, (string)stamp[1]!)] = (long)stamp[2]!;
+                    continue;
+                }
                 if (!columns.TryGetValue(table, out var cols)) throw DomicileException.Invalid($"the backup names an unknown table '{table}'");
                 var values = o["r"]!.AsArray().Select(Value).ToArray();
                 if (values.Length != cols.Length) throw DomicileException.Invalid($"a '{table}' row of the backup has the wrong number of columns");
@@ -114,7 +136,7 @@ public static class Backup
                         else { skipped.Add(id); continue; }
                         break;
                     case "items":
-                        if (!keys.TryGetValue(((string)values[0]!, (string)values[1]!), out var keyCreated) || keyCreated > takenAt)
+                        if (!SameKey((string)values[0]!, (string)values[1]!))
                         {
                             if (values[6] is string blob) skippedBlobs.Add(blob);
                             continue;
@@ -129,8 +151,7 @@ public static class Backup
                         break;
                     case "messages":
                         // Like items: a message sealed under a key destroyed since the backup stays gone.
-                        if (!restored.Contains((string)values[1]!)
-                            || !keys.TryGetValue(((string)values[1]!, Region.MessagingService), out var messageKeyCreated) || messageKeyCreated > takenAt) continue;
+                        if (!restored.Contains((string)values[1]!) || !SameKey((string)values[1]!, Region.MessagingService)) continue;
                         break;
                     default:
                         if (!restored.Contains((string)values[0]!)) continue;

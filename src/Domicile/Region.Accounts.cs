@@ -152,17 +152,20 @@ public sealed partial class Region
     async Task<long> BeginUserWriteAsync(IStoreTx tx, string userId, int changes = 1)
     {
         var next = await tx.NextChangeAsync(userId, changes);
-        if (next is null)
-            throw await tx.DirectoryAsync(userId) is { } home && home != Id
-                ? new DomicileException("moved", "this account now lives in another region") { Region = home }
-                : DomicileException.NotFound("no such user in this region");
-        var (seq, state) = next.Value;
-        return state switch
-        {
-            UserStates.Active => seq,
-            UserStates.Fenced => throw new DomicileException("unavailable", "this account's data is moving to another region right now; retry in a second"),
-            UserStates.Moved => throw new DomicileException("moved", "this account now lives in another region") { Region = await tx.DirectoryAsync(userId) },
-            _ => throw DomicileException.NotFound("no such user in this region"),
-        };
+        return next is (var seq, UserStates.Active) ? seq : throw await UnwritableAsync(tx, userId, next?.State);
+    }
+
+    /// <summary>
+    /// Why a user in <paramref name="state"/> (null: no row here) takes no writes here: fenced
+    /// for a migration (retry), moved to another region (go there), or not a user of this region.
+    /// </summary>
+    async Task<DomicileException> UnwritableAsync(IStoreTx tx, string userId, string? state)
+    {
+        if (state == UserStates.Fenced)
+            return new DomicileException("unavailable", "this account's data is moving to another region right now; retry in a second");
+        var home = await tx.DirectoryAsync(userId);
+        return state == UserStates.Moved || (state is null && home is not null && home != Id)
+            ? new DomicileException("moved", "this account now lives in another region") { Region = home }
+            : DomicileException.NotFound("no such user in this region");
     }
 }

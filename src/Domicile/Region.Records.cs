@@ -148,7 +148,14 @@ public sealed partial class Region
         {
             await RequireUserAsync(tx, userId);
             return Active(await tx.GetConsentStateAsync(userId, service), svc) ? await DekAsync(ring, tx, userId, service) : null;
-        }, ct) ?? throw ConsentRequired(service);
+        }, ct) ?? throw await Store.ReadAsync(async tx =>
+        {
+            // A read's statements may each see the latest commit (PostgreSQL reads take no snapshot):
+            // a migration's purge landing between them leaves the user without consent for an
+            // instant. A user who is no longer here is told so, not that consent is missing.
+            var state = (await tx.GetUserAsync(userId))?.State;
+            return state == UserStates.Active ? ConsentRequired(service) : await UnwritableAsync(tx, userId, state);
+        }, ct);
 
         var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
         var next = ArrayPool<byte>.Shared.Rent(ChunkSize);

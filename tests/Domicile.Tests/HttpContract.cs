@@ -458,18 +458,14 @@ public abstract class HttpContract(string engine)
         await using var s = await Start(userRps: 3);
         var u = await s.UserAsync();
         using var c = s.Client(u.Access);
-        var statuses = new List<HttpStatusCode>();
-        HttpResponseMessage? limited = null;
-        for (var i = 0; i < 8; i++)
-        {
-            var r = await c.GetAsync("/v1/me");
-            statuses.Add(r.StatusCode);
-            if (r.StatusCode == HttpStatusCode.TooManyRequests) limited ??= r;
-        }
+        Assert.Equal(HttpStatusCode.OK, (await c.GetAsync("/v1/me")).StatusCode);
+        // Twelve at once: well past three a second however slow this machine is.
+        var burst = await Task.WhenAll(Enumerable.Range(0, 12).Select(_ => c.GetAsync("/v1/me")));
+        var limited = burst.FirstOrDefault(r => r.StatusCode == HttpStatusCode.TooManyRequests);
         Assert.NotNull(limited);
         await Problem(limited!, HttpStatusCode.TooManyRequests, "rate_limited");
         Assert.NotNull(limited!.Headers.RetryAfter);
-        Assert.Equal(HttpStatusCode.OK, statuses[0]);
+        Assert.All(burst, r => Assert.Contains(r.StatusCode, new[] { HttpStatusCode.OK, HttpStatusCode.TooManyRequests }));
     }
 
     // ---- messaging, rights ----------------------------------------------------------------

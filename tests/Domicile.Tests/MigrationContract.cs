@@ -262,7 +262,9 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
             {
                 var key = $"live-{n % 7}";
                 var value = $"{u.UserId}:{n}";
-                var home = d.Deployment.Regions.Values.FirstOrDefault(r => r.GetAccountAsync(u.UserId).Result is { State: UserStates.Active or UserStates.Fenced });
+                Region? home = null;
+                foreach (var r in d.Deployment.Regions.Values)
+                    if (await r.GetAccountAsync(u.UserId) is { State: UserStates.Active or UserStates.Fenced }) { home = r; break; }
                 if (home is null)
                 {
                     await Task.Delay(5); // the instant of the switch: neither region is home

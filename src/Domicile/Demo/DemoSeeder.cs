@@ -34,7 +34,8 @@ public static class DemoSeeder
     /// <summary>The package of demo user number <paramref name="n"/>.</summary>
     public static UserPackage User(int n, string passwordHash, DateTimeOffset now, int seed = 7)
     {
-        var rnd = new Random(HashCode.Combine(seed, n));
+        // Not HashCode.Combine: its seed changes with every process, and the same demo must come out each run.
+        var rnd = new Random(unchecked(seed * 1_000_003 + n));
         var (country, _, names) = Pick(rnd, n);
         var name = names[rnd.Next(names.Length)];
         var id = Convert.ToHexStringLower(BitConverter.GetBytes(rnd.NextInt64())) + Convert.ToHexStringLower(BitConverter.GetBytes(rnd.NextInt64()));
@@ -55,7 +56,9 @@ public static class DemoSeeder
 
         void Grant(string service, bool keep)
         {
-            var at = t0 + rnd.Next(1, 100_000);
+            // Half a day past a whole day: every consent's age stays hours away from the whole-day
+            // grace periods, so a sweep a minute later decides the same as one now.
+            var at = t0 + 43_200_000L + rnd.Next(1, 100_000);
             ledger.Add(new ConsentRow(0, id, service, 1, true, at, "phone-setup"));
             if (!keep) ledger.Add(new ConsentRow(0, id, service, 1, false, at + 86_400_000L * rnd.Next(1, 20), "settings"));
             var last = ledger[^1];

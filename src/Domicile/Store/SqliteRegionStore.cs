@@ -327,6 +327,8 @@ sealed class WalCheckpointer : IDisposable
             catch (Exception e) when (e is SqliteException or InvalidOperationException or IOException)
             {
                 if (_stop.Token.WaitHandle.WaitOne(RetryAfter)) return;
+                // The failed round used up its wake-up: the writes it was for must still be copied.
+                Wrote();
             }
         }
     }
