@@ -65,7 +65,7 @@ public sealed partial class Region
     {
         var userId = user.Id;
         // Committed keys only (a read transaction), so they may be cached.
-        var deks = keys.ToDictionary(k => k.Service, k => OpenDek(ring, k, cache: true), StringComparer.Ordinal);
+        var deks = keys.ToDictionary(k => k.Service, k => OpenDek(ring, k), StringComparer.Ordinal);
         var login = deks.TryGetValue(AccountService, out var accountDek)
             ? Encoding.UTF8.GetString(Sealing.Open(accountDek, user.LoginEnc, Sealing.Aad("login", Id, userId))) : "";
         var items = new List<PackagedItem>();

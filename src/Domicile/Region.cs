@@ -207,7 +207,7 @@ public sealed partial class Region : IAsyncDisposable
         await Store.WriteAsync(tx => AuditChain.AppendAsync(tx, Now, actor, "region.seal", Id), ct);
     }
 
-    KeyLease Lease()
+    internal KeyLease Lease()
     {
         var ring = _keys;
         if (ring is null || !ring.TryLease())
@@ -324,21 +324,30 @@ public sealed partial class Region : IAsyncDisposable
         Sealing.Aad("dek", Id, user, service, kekVersion.ToString(CultureInfo.InvariantCulture));
 
     /// <summary>The user's DEK for a service, unwrapped (cached); null when none exists.</summary>
-    async Task<byte[]?> DekAsync(KeyRing ring, IStoreTx tx, string user, string service)
+    internal async Task<byte[]?> DekAsync(KeyRing ring, IStoreTx tx, string user, string service)
     {
         if (ring.TryGetDek(user, service, out var cached)) return cached;
         var row = await tx.GetDekAsync(user, service);
-        // Only committed keys are cached: a key read inside a write may be rolled back with it.
-        return row is null ? null : OpenDek(ring, row, cache: !tx.Writes);
-    }
-
-    byte[] OpenDek(KeyRing ring, DekRow row, bool cache)
-    {
-        if (ring.TryGetDek(row.UserId, row.Service, out var cached)) return cached;
-        var dek = Sealing.Open(ring.Kek(row.KekVersion), row.Wrapped, DekAad(row.UserId, row.Service, row.KekVersion));
-        if (cache) ring.CacheDek(row.UserId, row.Service, dek);
+        if (row is null) return null;
+        if (!tx.Writes) return OpenDek(ring, row);
+        // Only committed keys are cached: a key read inside a write may be rolled back with it. That
+        // one serves this transaction only and is zeroed when it ends.
+        if (ring.TryGetDek(user, service, out cached)) return cached;
+        var dek = Unwrap(ring, row);
+        tx.ZeroOnEnd(dek);
         return dek;
     }
+
+    /// <summary>A committed key, unwrapped once and cached.</summary>
+    byte[] OpenDek(KeyRing ring, DekRow row)
+    {
+        if (ring.TryGetDek(row.UserId, row.Service, out var cached)) return cached;
+        var dek = Unwrap(ring, row);
+        ring.CacheDek(row.UserId, row.Service, dek);
+        return dek;
+    }
+
+    byte[] Unwrap(KeyRing ring, DekRow row) => Sealing.Open(ring.Kek(row.KekVersion), row.Wrapped, DekAad(row.UserId, row.Service, row.KekVersion));
 
     /// <param name="heldKek">A KEK version this transaction already holds the lock of (it made another key under it).</param>
     async Task<(byte[] Dek, long KekVersion)> CreateDekAsync(KeyRing ring, IStoreTx tx, string user, string service, long heldKek)

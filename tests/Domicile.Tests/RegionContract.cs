@@ -407,6 +407,40 @@ public abstract class RegionContract(string engine)
     // ---- integrity (G4) -------------------------------------------------------------------
 
     [Fact]
+    public async Task A_data_key_unwrapped_inside_a_write_is_zeroed_when_the_write_ends_and_a_cached_one_is_not()
+    {
+        await using var d = await Deploy();
+        var r = d["in-mumbai"];
+        var u = await d.UserAsync(consents: ["cloud-sync"]);
+        await r.PutAsync(u.UserId, "cloud-sync", "notes", "before", "text/plain", Bytes.Stream("written before"));
+        async Task<byte[]> KeyInsideAWrite()
+        {
+            byte[]? inside = null;
+            using var lease = r.Lease();
+            await r.Store.WriteAsync(async tx =>
+            {
+                inside = await r.DekAsync(lease.Keys, tx, u.UserId, "cloud-sync");
+                Assert.Contains(inside!, b => b != 0);
+                return 0;
+            });
+            return inside!;
+        }
+        using (var lease = r.Lease()) lease.Keys.Forget(u.UserId, "cloud-sync");
+        Assert.All(await KeyInsideAWrite(), b => Assert.Equal(0, b)); // unwrapped for that write alone
+
+        // Read once (committed: now cached), the same key inside a write is the cached one, left whole.
+        await using (var got = await r.GetAsync(u.UserId, "cloud-sync", "notes", "before"))
+            Assert.Equal("written before", await Bytes.TextAsync(got.Content));
+        Assert.Contains(await KeyInsideAWrite(), b => b != 0);
+        await r.PutAsync(u.UserId, "cloud-sync", "notes", "after", "text/plain", Bytes.Stream("written after"));
+        foreach (var (key, text) in new[] { ("before", "written before"), ("after", "written after") })
+        {
+            await using var got = await r.GetAsync(u.UserId, "cloud-sync", "notes", key);
+            Assert.Equal(text, await Bytes.TextAsync(got.Content));
+        }
+    }
+
+    [Fact]
     public async Task Ciphertext_moved_swapped_or_altered_on_disk_is_refused()
     {
         await using var d = await Deploy();

@@ -28,6 +28,9 @@ public interface IStoreTx
     /// <summary>True inside a write transaction (whose reads may see rows that never commit).</summary>
     bool Writes { get; }
 
+    /// <summary>Zeroes <paramref name="secret"/> when this transaction ends (key material used only inside it).</summary>
+    void ZeroOnEnd(byte[] secret);
+
     Task<byte[]?> GetMetaAsync(string name);
     Task SetMetaAsync(string name, byte[] value);
 

@@ -55,8 +55,15 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
         return true;
     }
 
+    List<byte[]>? _secrets;
+
+    public void ZeroOnEnd(byte[] secret) => (_secrets ??= []).Add(secret);
+
     public async ValueTask DisposeAsync()
     {
+        if (_secrets is not null)
+            foreach (var secret in _secrets) System.Security.Cryptography.CryptographicOperations.ZeroMemory(secret);
+        _secrets = null;
         if (!_ownsCommands) return;
         foreach (var cmd in _commands.Values) await cmd.DisposeAsync();
         _commands.Clear();
