@@ -24,6 +24,9 @@ public static class UserStates
 public sealed partial class Region
 {
     const string AccountService = "account";
+
+    /// <summary>Every service a user can hold a data key for here: the policy's, and the account's own.</summary>
+    IEnumerable<string> KeyedServices => Policy.Services.Select(s => s.Id).Append(AccountService);
     public const int MaxLoginLength = 256;
     public const int MinPasswordLength = 8;
     public const int MaxPasswordLength = 1024;

@@ -131,7 +131,7 @@ public sealed partial class Region
             await AuditChain.AppendAsync(tx, Now, actor, "account.erase", userId, new JsonObject { ["rows"] = n });
             return 0;
         }, ct);
-        _keys?.ForgetUser(userId);
+        _keys?.ForgetUser(userId, KeyedServices);
         ForgetAccount(userId);
     }
 

@@ -333,7 +333,7 @@ public sealed partial class Region
             foreach (var r in drop) await tx.DeleteItemRowAsync(r);
             return any || drop.Count > 0;
         }, ct);
-        if (removed) _keys?.ForgetUser(userId);
+        if (removed) _keys?.ForgetUser(userId, KeyedServices);
         return removed;
     }
 
@@ -424,7 +424,7 @@ public sealed partial class Region
         }, ct);
         foreach (var userId in userIds)
         {
-            _keys?.ForgetUser(userId);
+            _keys?.ForgetUser(userId, KeyedServices);
             ForgetAccount(userId);
         }
     }
@@ -438,7 +438,7 @@ public sealed partial class Region
             await AuditChain.AppendAsync(tx, Now, actor, "migration.discard", userId);
             return 0;
         }, ct);
-        _keys?.ForgetUser(userId);
+        _keys?.ForgetUser(userId, KeyedServices);
         ForgetAccount(userId);
     }
 

@@ -43,10 +43,14 @@ public class KeyRingTests
         Assert.True(ring.TryLease());
         ring.CacheDek("u", "s1", a);
         ring.CacheDek("u", "s2", b);
+        var other = Dek();
+        ring.CacheDek("v", "s1", other);
         ring.Release();
-        ring.ForgetUser("u");
+        ring.ForgetUser("u", ["s1", "s2", "s3"]);
         Assert.True(Zeroed(a));
         Assert.True(Zeroed(b));
+        Assert.False(Zeroed(other));
+        Assert.True(ring.TryGetDek("v", "s1", out var kept) && ReferenceEquals(kept, other));
     }
 
     [Fact]
@@ -115,7 +119,7 @@ public class KeyRingTests
         })).ToArray();
         var forgetter = Task.Run(() =>
         {
-            while (DateTime.UtcNow < stop) { ring.ForgetUser("u0"); ring.Forget("u1", "s"); }
+            while (DateTime.UtcNow < stop) { ring.ForgetUser("u0", ["s"]); ring.Forget("u1", "s"); }
         });
         await forgetter;
         Assert.All(await Task.WhenAll(readers), bad => Assert.Equal(0, bad));

@@ -441,6 +441,36 @@ public abstract class RegionContract(string engine)
     }
 
     [Fact]
+    public async Task Erasing_an_account_zeroes_every_cached_data_key_of_the_user_and_no_one_elses()
+    {
+        await using var d = await Deploy();
+        var r = d["in-mumbai"];
+        var leaver = await d.UserAsync(consents: ["cloud-sync", "cloud-messaging"]);
+        var stayer = await d.UserAsync(consents: ["cloud-sync"]);
+        foreach (var u in new[] { leaver, stayer })
+        {
+            await r.PutAsync(u.UserId, "cloud-sync", "notes", "n", "text/plain", Bytes.Stream("x"));
+            await using var got = await r.GetAsync(u.UserId, "cloud-sync", "notes", "n"); // cached by the read
+        }
+        await r.SendMessageAsync("op_app", leaver.UserId, "hello", 600);
+        Assert.Single(await r.ReceiveMessagesAsync(leaver.UserId, TimeSpan.Zero));
+        byte[] Cached(string user, string service)
+        {
+            using var lease = r.Lease();
+            Assert.True(lease.Keys.TryGetDek(user, service, out var dek), $"{service} of {user} should be cached");
+            return dek;
+        }
+        var leaverKeys = new[] { Cached(leaver.UserId, "cloud-sync"), Cached(leaver.UserId, "cloud-messaging") };
+        var stayerKey = Cached(stayer.UserId, "cloud-sync");
+
+        await r.EraseAccountAsync(leaver.UserId, leaver.UserId);
+        Assert.All(leaverKeys, k => Assert.All(k, b => Assert.Equal(0, b)));
+        Assert.Contains(stayerKey, b => b != 0);
+        await using var still = await r.GetAsync(stayer.UserId, "cloud-sync", "notes", "n");
+        Assert.Equal("x", await Bytes.TextAsync(still.Content));
+    }
+
+    [Fact]
     public async Task Ciphertext_moved_swapped_or_altered_on_disk_is_refused()
     {
         await using var d = await Deploy();
