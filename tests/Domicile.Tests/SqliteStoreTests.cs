@@ -7,6 +7,18 @@ namespace Domicile.Tests;
 /// <summary>What only the SQLite store does: its write-ahead log is copied back by a thread of its own.</summary>
 public sealed class SqliteStoreTests
 {
+    static readonly byte[] Payload = RandomNumberGenerator.GetBytes(1024);
+
+    /// <summary>Batch <paramref name="b"/>: a hundred 1 KiB notes, as a sync client uploads them.</summary>
+    static Task WriteBatchAsync(Region region, string user, int b) =>
+        region.PutManyAsync(user, "cloud-sync", [.. Enumerable.Range(0, 100).Select(i => new Region.BatchItem("notes", $"n{b}-{i}", null, Payload))]);
+
+    static async Task AssertReadsBackAsync(Region region, string user, int b)
+    {
+        await using var last = await region.GetAsync(user, "cloud-sync", "notes", $"n{b}-99");
+        Assert.Equal(Payload, await Bytes.ReadAllAsync(last.Content));
+    }
+
     [Fact]
     public async Task Writes_reach_the_database_file_while_the_store_stays_open()
     {
@@ -18,9 +30,7 @@ public sealed class SqliteStoreTests
 
         // About 3.7 MiB of sealed rows: past the point where SQLite would have checkpointed
         // inside a commit, which this store no longer does.
-        var payload = RandomNumberGenerator.GetBytes(1024);
-        for (var b = 0; b < 30; b++)
-            await region.PutManyAsync(user.UserId, "cloud-sync", [.. Enumerable.Range(0, 100).Select(i => new Region.BatchItem("notes", $"n{b}-{i}", null, payload))]);
+        for (var b = 0; b < 30; b++) await WriteBatchAsync(region, user.UserId, b);
 
         // The checkpointer copies the log a tenth of a second after a write; give it a few seconds.
         var grew = 0L;
@@ -30,8 +40,7 @@ public sealed class SqliteStoreTests
             grew = new FileInfo(file).Length - before;
         }
         Assert.True(grew >= 2_500_000, $"region.db grew by {grew:N0} bytes with the store open; the log was not copied back");
-        await using var last = await region.GetAsync(user.UserId, "cloud-sync", "notes", "n29-99");
-        Assert.Equal(payload, await Bytes.ReadAllAsync(last.Content));
+        await AssertReadsBackAsync(region, user.UserId, 29);
     }
 
     [Fact]
@@ -52,16 +61,14 @@ public sealed class SqliteStoreTests
         // Some 100 MiB through the log, one batch straight after another: the copier rarely finds a
         // moment when the whole log is copied, so it is its held restart (past 8 MiB, writers waiting
         // for one checkpoint) that starts the log over again and again.
-        var payload = RandomNumberGenerator.GetBytes(1024);
         var salts = new HashSet<string>();
         for (var b = 0; b < 300; b++)
         {
-            await region.PutManyAsync(user.UserId, "cloud-sync", [.. Enumerable.Range(0, 100).Select(i => new Region.BatchItem("notes", $"n{b}-{i}", null, payload))]);
+            await WriteBatchAsync(region, user.UserId, b);
             salts.Add(Salts());
         }
         var size = new FileInfo(log).Length;
         Assert.True(salts.Count >= 4, $"the log started over {salts.Count - 1} times in 300 batches; it is {size:N0} bytes long");
-        await using var last = await region.GetAsync(user.UserId, "cloud-sync", "notes", "n299-99");
-        Assert.Equal(payload, await Bytes.ReadAllAsync(last.Content));
+        await AssertReadsBackAsync(region, user.UserId, 299);
     }
 }
