@@ -132,7 +132,9 @@ public static class Backup
                         var state = (string)values[7]!;
                         if (state is UserStates.Incoming or UserStates.Moved) { skipped.Add(id); continue; }
                         if (state == UserStates.Fenced) values[7] = UserStates.Active;
-                        if (keys.ContainsKey((id, "account"))) restored.Add(id);
+                        // The account key sealed the login: one made since (the user moved away and
+                        // back) cannot open this row, so the user stays as they are now.
+                        if (SameKey(id, "account")) restored.Add(id);
                         else { skipped.Add(id); continue; }
                         break;
                     case "items":

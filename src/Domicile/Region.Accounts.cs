@@ -25,8 +25,13 @@ public sealed partial class Region
 {
     const string AccountService = "account";
 
-    /// <summary>Every service a user can hold a data key for here: the policy's, and the account's own.</summary>
-    IEnumerable<string> KeyedServices => Policy.Services.Select(s => s.Id).Append(AccountService);
+    /// <summary>
+    /// The services whose data keys may be cached: the policy's, and the account's own. A key row of
+    /// a service since dropped from the policy is opened when read but never cached, so forgetting a
+    /// user's keys needs to look up these services only.
+    /// </summary>
+    HashSet<string> KeyedServices => _keyedServices ??= [.. Policy.Services.Select(s => s.Id).Append(AccountService)];
+    HashSet<string>? _keyedServices;
     public const int MaxLoginLength = 256;
     public const int MinPasswordLength = 8;
     public const int MaxPasswordLength = 1024;

@@ -338,12 +338,12 @@ public sealed partial class Region : IAsyncDisposable
         return dek;
     }
 
-    /// <summary>A committed key, unwrapped once and cached.</summary>
+    /// <summary>A committed key, unwrapped once and cached (if its service is one the policy names).</summary>
     byte[] OpenDek(KeyRing ring, DekRow row)
     {
         if (ring.TryGetDek(row.UserId, row.Service, out var cached)) return cached;
         var dek = Unwrap(ring, row);
-        ring.CacheDek(row.UserId, row.Service, dek);
+        if (KeyedServices.Contains(row.Service)) ring.CacheDek(row.UserId, row.Service, dek);
         return dek;
     }
 
