@@ -328,26 +328,22 @@ public sealed partial class Region : IAsyncDisposable
     {
         if (ring.TryGetDek(user, service, out var cached)) return cached;
         var row = await tx.GetDekAsync(user, service);
-        if (row is null) return null;
-        if (!tx.Writes) return OpenDek(ring, row);
-        // Only committed keys are cached: a key read inside a write may be rolled back with it. That
-        // one serves this transaction only and is zeroed when it ends.
-        if (ring.TryGetDek(user, service, out cached)) return cached;
-        var dek = Unwrap(ring, row);
-        tx.ZeroOnEnd(dek);
-        return dek;
+        return row is null ? null : OpenDek(ring, row, tx);
     }
 
-    /// <summary>A committed key, unwrapped once and cached (if its service is one the policy names).</summary>
-    byte[] OpenDek(KeyRing ring, DekRow row)
+    /// <summary>
+    /// A key row unwrapped, or its cached key. Only committed keys of services the policy names are
+    /// cached (read outside a write, or as a package's rows): a key read inside a write may be
+    /// rolled back with it, so that one serves its transaction only and is zeroed when it ends.
+    /// </summary>
+    byte[] OpenDek(KeyRing ring, DekRow row, IStoreTx? tx = null)
     {
         if (ring.TryGetDek(row.UserId, row.Service, out var cached)) return cached;
-        var dek = Unwrap(ring, row);
-        if (KeyedServices.Contains(row.Service)) ring.CacheDek(row.UserId, row.Service, dek);
+        var dek = Sealing.Open(ring.Kek(row.KekVersion), row.Wrapped, DekAad(row.UserId, row.Service, row.KekVersion));
+        if (tx is { Writes: true }) tx.ZeroOnEnd(dek);
+        else if (KeyedServices.Contains(row.Service)) ring.CacheDek(row.UserId, row.Service, dek);
         return dek;
     }
-
-    byte[] Unwrap(KeyRing ring, DekRow row) => Sealing.Open(ring.Kek(row.KekVersion), row.Wrapped, DekAad(row.UserId, row.Service, row.KekVersion));
 
     /// <param name="heldKek">A KEK version this transaction already holds the lock of (it made another key under it).</param>
     async Task<(byte[] Dek, long KekVersion)> CreateDekAsync(KeyRing ring, IStoreTx tx, string user, string service, long heldKek)
