@@ -393,25 +393,29 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
         await Query($"SELECT {ItemColumns} FROM items WHERE user_id = @u AND version > @v ORDER BY version LIMIT @l",
             MapItem, ("u", userId), ("v", sinceVersion), ("l", limit));
 
+    // The set-based calls below name their users as one list parameter, @u.
+    (string, object?) UserList(IReadOnlyList<string> userIds) => ("u", store.ListValue(userIds));
+
+    string InUsers(string column) => store.InList(column, "@u");
+
     public async Task<UsersRows> ReadUsersAsync(IReadOnlyList<string> userIds)
     {
         if (userIds.Count == 0) return new([], [], [], [], [], []);
-        var u = ("u", store.ListValue(userIds));
-        string Where(string column) => store.InList(column, "@u");
+        var u = UserList(userIds);
         return new(
-            await Query($"SELECT {UserColumns} FROM users WHERE {Where("id")}", MapUser, u),
-            await Query($"SELECT {ConsentColumns} FROM consents WHERE {Where("user_id")} ORDER BY user_id, id", MapConsent, u),
-            await Query($"SELECT {ConsentStateColumns} FROM consent_state WHERE {Where("user_id")} ORDER BY user_id, service", MapConsentState, u),
-            await Query($"SELECT {DekColumns} FROM data_keys WHERE {Where("user_id")} ORDER BY user_id, service", MapDek, u),
-            await Query($"SELECT {MessageColumns} FROM messages WHERE {Where("user_id")} ORDER BY user_id, id", MapMessage, u),
-            await Query($"SELECT {ItemColumns} FROM items WHERE {Where("user_id")} ORDER BY user_id, version", MapItem, u));
+            await Query($"SELECT {UserColumns} FROM users WHERE {InUsers("id")}", MapUser, u),
+            await Query($"SELECT {ConsentColumns} FROM consents WHERE {InUsers("user_id")} ORDER BY user_id, id", MapConsent, u),
+            await Query($"SELECT {ConsentStateColumns} FROM consent_state WHERE {InUsers("user_id")} ORDER BY user_id, service", MapConsentState, u),
+            await Query($"SELECT {DekColumns} FROM data_keys WHERE {InUsers("user_id")} ORDER BY user_id, service", MapDek, u),
+            await Query($"SELECT {MessageColumns} FROM messages WHERE {InUsers("user_id")} ORDER BY user_id, id", MapMessage, u),
+            await Query($"SELECT {ItemColumns} FROM items WHERE {InUsers("user_id")} ORDER BY user_id, version", MapItem, u));
     }
 
     public async Task<IReadOnlyList<string>> SmallUsersAsync(IReadOnlyList<string> userIds, long maxChanges) =>
         userIds.Count == 0 ? [] : await Query($"""
-            SELECT id FROM users u WHERE {store.InList("id", "@u")} AND change_seq <= @m
+            SELECT id FROM users u WHERE {InUsers("id")} AND change_seq <= @m
               AND NOT EXISTS (SELECT 1 FROM items i WHERE i.user_id = u.id AND i.blob_id IS NOT NULL)
-            """, r => r.GetString(0), ("u", store.ListValue(userIds)), ("m", maxChanges));
+            """, r => r.GetString(0), UserList(userIds), ("m", maxChanges));
 
     public async Task<IReadOnlyList<string>> DeleteItemsAsync(string userId, string? service)
     {
@@ -508,14 +512,13 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
     public async Task<long> EraseUsersAsync(IReadOnlyList<string> userIds)
     {
         if (userIds.Count == 0) return 0;
-        var u = ("u", store.ListValue(userIds));
-        string Where(string column) => store.InList(column, "@u");
+        var u = UserList(userIds);
         // Keys first: once they are gone, any copy of the rows (a backup, a stale replica) is noise.
-        long n = await Exec($"DELETE FROM data_keys WHERE {Where("user_id")}", u);
-        n += (await DeleteItemsWhereAsync(Where("user_id"), u)).Rows;
+        long n = await Exec($"DELETE FROM data_keys WHERE {InUsers("user_id")}", u);
+        n += (await DeleteItemsWhereAsync(InUsers("user_id"), u)).Rows;
         foreach (var table in new[] { "messages", "consent_state", "consents", "refresh_tokens" })
-            n += await Exec($"DELETE FROM {table} WHERE {Where("user_id")}", u);
-        n += await Exec($"DELETE FROM users WHERE {Where("id")}", u);
+            n += await Exec($"DELETE FROM {table} WHERE {InUsers("user_id")}", u);
+        n += await Exec($"DELETE FROM users WHERE {InUsers("id")}", u);
         return n;
     }
 

@@ -173,6 +173,7 @@ public sealed class SqliteRegionStore : SqlRegionStore
 
     /// <summary>SQLITE_BUSY or SQLITE_LOCKED: another connection holds the file for now.</summary>
     internal static bool IsBusy(DbException e) => e is SqliteException { SqliteErrorCode: 5 or 6 };
+
     // One statement text for every list length, and an index seek per value.
     protected internal override string InList(string column, string parameter) => $"{column} IN (SELECT value FROM json_each({parameter}))";
 
