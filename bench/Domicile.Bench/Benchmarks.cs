@@ -523,7 +523,9 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             });
             // The server's memory while it serves this store (the load generator's included), sampled
             // through the measured rounds: what it holds at work, not what is left once it is closed.
-            GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true); // the seeding's garbage is not the server's
+            // What the seeding and the figures before P5 (in this process too) freed is handed back first.
+            GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+            GC.WaitForPendingFinalizers();
             using var sampling = new CancellationTokenSource();
             long peak = 0;
             var sampler = Task.Run(async () =>
@@ -536,33 +538,35 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
                     await Task.Delay(100);
                 }
             });
-            // Reads and writes of random users, the way devices arrive (Random.Shared: the workers draw at once).
-            var rate = await MedianRate($"{users:N0} users, {users * sizes.ItemsPerUser:N0} items: read+write", async () =>
+            try
             {
-                var t = Stopwatch.StartNew();
-                const int ops = 10_000; // about a second a round here: shorter rounds swung by a third
-                await Parallel.ForEachAsync(Enumerable.Range(0, ops), new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (n, ct) =>
+                // Reads and writes of random users, the way devices arrive (Random.Shared: the workers draw at once).
+                var rate = await MedianRate($"{users:N0} users, {users * sizes.ItemsPerUser:N0} items: read+write", async () =>
                 {
-                    var id = UserId(Random.Shared.Next(users));
-                    if (n % 4 == 0)
-                        await region.PutManyAsync(id, "cloud-sync", [new Region.BatchItem("notes", $"n{n % 3}", "text/plain", payload)], ct);
-                    else
+                    var t = Stopwatch.StartNew();
+                    const int ops = 10_000; // about a second a round here: shorter rounds swung by a third
+                    await Parallel.ForEachAsync(Enumerable.Range(0, ops), new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (n, ct) =>
                     {
-                        await using var item = await region.GetAsync(id, "cloud-sync", "contacts", $"c{n % sizes.ItemsPerUser}", ct);
-                        await item.Content.CopyToAsync(Stream.Null, ct);
-                    }
+                        var id = UserId(Random.Shared.Next(users));
+                        if (n % 4 == 0)
+                            await region.PutManyAsync(id, "cloud-sync", [new Region.BatchItem("notes", $"n{n % 3}", "text/plain", payload)], ct);
+                        else
+                        {
+                            await using var item = await region.GetAsync(id, "cloud-sync", "contacts", $"c{n % sizes.ItemsPerUser}", ct);
+                            await item.Content.CopyToAsync(Stream.Null, ct);
+                        }
+                    });
+                    return (ops, t.Elapsed);
                 });
-                return (ops, t.Elapsed);
-            });
-            sampling.Cancel();
-            await sampler;
-            log.WriteLine($"  {users:N0} users: the process's RSS peaked at {peak / 1048576.0:N0} MB while serving");
-            return (rate, peak);
+                log.WriteLine($"  {users:N0} users: the process's RSS peaked at {peak / 1048576.0:N0} MB while serving");
+                return (rate, peak);
+            }
+            finally
+            {
+                sampling.Cancel();
+                await sampler;
+            }
         }
-        // The figures before P5 ran in this process too: what they freed is handed back first, so the
-        // peak below is this store's.
-        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        GC.WaitForPendingFinalizers();
         var (small, _) = await ThroughputAt(sizes.SmallUsers);
         var (large, peakRss) = await ThroughputAt(sizes.LargeUsers);
         return Ratio(large, small, new JsonObject
