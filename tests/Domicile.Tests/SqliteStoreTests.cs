@@ -9,6 +9,14 @@ public sealed class SqliteStoreTests
 {
     static readonly byte[] Payload = RandomNumberGenerator.GetBytes(1024);
 
+    /// <summary>The region, a user who consented to sync, and the path of <paramref name="file"/> in the region's store folder.</summary>
+    static async Task<(Region Region, string User, string Path)> SyncingUserAsync(TestDeployment t, string file)
+    {
+        var region = t["in-mumbai"];
+        var user = await t.UserAsync(consents: "cloud-sync");
+        return (region, user.UserId, Path.Combine(region.Config.Store.Target, file));
+    }
+
     /// <summary>Batch <paramref name="b"/>: a hundred 1 KiB notes, as a sync client uploads them.</summary>
     static Task WriteBatchAsync(Region region, string user, int b) =>
         region.PutManyAsync(user, "cloud-sync", [.. Enumerable.Range(0, 100).Select(i => new Region.BatchItem("notes", $"n{b}-{i}", null, Payload))]);
@@ -23,14 +31,12 @@ public sealed class SqliteStoreTests
     public async Task Writes_reach_the_database_file_while_the_store_stays_open()
     {
         await using var t = await TestDeployment.CreateAsync(Engines.Sqlite);
-        var region = t["in-mumbai"];
-        var user = await t.UserAsync(consents: "cloud-sync");
-        var file = Path.Combine(region.Config.Store.Target, "region.db");
+        var (region, user, file) = await SyncingUserAsync(t, "region.db");
         var before = new FileInfo(file).Length;
 
         // About 3.7 MiB of sealed rows: past the point where SQLite would have checkpointed
         // inside a commit, which this store no longer does.
-        for (var b = 0; b < 30; b++) await WriteBatchAsync(region, user.UserId, b);
+        for (var b = 0; b < 30; b++) await WriteBatchAsync(region, user, b);
 
         // The checkpointer copies the log a tenth of a second after a write; give it a few seconds.
         var grew = 0L;
@@ -40,16 +46,14 @@ public sealed class SqliteStoreTests
             grew = new FileInfo(file).Length - before;
         }
         Assert.True(grew >= 2_500_000, $"region.db grew by {grew:N0} bytes with the store open; the log was not copied back");
-        await AssertReadsBackAsync(region, user.UserId, 29);
+        await AssertReadsBackAsync(region, user, 29);
     }
 
     [Fact]
     public async Task The_log_starts_over_while_writes_never_pause()
     {
         await using var t = await TestDeployment.CreateAsync(Engines.Sqlite);
-        var region = t["in-mumbai"];
-        var user = await t.UserAsync(consents: "cloud-sync");
-        var log = Path.Combine(region.Config.Store.Target, "region.db-wal");
+        var (region, user, log) = await SyncingUserAsync(t, "region.db-wal");
         // SQLite draws new salts for the log's header each time the log starts over from its beginning.
         string Salts()
         {
@@ -64,11 +68,11 @@ public sealed class SqliteStoreTests
         var salts = new HashSet<string>();
         for (var b = 0; b < 300; b++)
         {
-            await WriteBatchAsync(region, user.UserId, b);
+            await WriteBatchAsync(region, user, b);
             salts.Add(Salts());
         }
         var size = new FileInfo(log).Length;
         Assert.True(salts.Count >= 4, $"the log started over {salts.Count - 1} times in 300 batches; it is {size:N0} bytes long");
-        await AssertReadsBackAsync(region, user.UserId, 299);
+        await AssertReadsBackAsync(region, user, 299);
     }
 }
