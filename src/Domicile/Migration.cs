@@ -21,8 +21,12 @@ public sealed class MigrationOptions
 {
     public int Parallelism { get; set; } = Math.Max(2, Environment.ProcessorCount * 2);
 
-    /// <summary>Users moved together: their fence, switch, purge and journal lines share transactions.</summary>
-    public int GroupSize { get; set; } = 10;
+    /// <summary>
+    /// Users moved together: their fence, copy, switch, purge and journal lines share transactions.
+    /// 25 moved small users 10–25 % faster than 10 (bench P3); each stays fenced for the group's
+    /// copy and verification, a few hundred milliseconds at most.
+    /// </summary>
+    public int GroupSize { get; set; } = 25;
 
     /// <summary>
     /// Users with at most this many changes and no blobs are fenced first and copied once (their copy
@@ -31,7 +35,8 @@ public sealed class MigrationOptions
     public long FenceFirstChanges { get; set; } = 256;
 
     /// <summary>
-    /// Test hook: called with (step, user) at every journaled step boundary, and with "read" right
+    /// Test hook: called with (step, user) once each step has committed ("fenced" once the source
+    /// fenced the user, even where its journal line goes with the copy), and with "read" right
     /// after each read of a user's data at the source; may throw to simulate a crash there.
     /// </summary>
     public Func<string, string, Task>? AtStep { get; set; }
@@ -368,20 +373,22 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     async Task JournalGroup(string id, IReadOnlyList<string> users, string step, Region from, Region to, Func<string, JsonObject?>? details = null)
     {
         if (users.Count == 0) return;
+        await to.Store.WriteAsync(async tx => { await JournalLinesAsync(tx, id, users, step, from, to, details); return 0; });
+        await AtStepAsync(step, users);
+    }
+
+    /// <summary>One step's journal lines (and audit entries) in the destination's transaction <paramref name="tx"/>; the caller calls the step hook once it commits.</summary>
+    static async Task JournalLinesAsync(Store.IStoreTx tx, string id, IReadOnlyList<string> users, string step, Region from, Region to, Func<string, JsonObject?>? details = null)
+    {
         var at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         var audited = !AuditedByTheirStep.Contains(step);
-        await to.Store.WriteAsync(async tx =>
+        foreach (var user in users)
         {
-            foreach (var user in users)
-            {
-                await tx.JournalAsync(id, user, step, at, (details?.Invoke(user) ?? []).ToJsonString());
-                if (audited)
-                    await Audit.AuditChain.AppendAsync(tx, to.Time.GetUtcNow(), $"migration:{id}", $"migration.{step}", user,
-                        new JsonObject { ["from"] = from.Id, ["to"] = to.Id });
-            }
-            return 0;
-        });
-        await AtStepAsync(step, users);
+            await tx.JournalAsync(id, user, step, at, (details?.Invoke(user) ?? []).ToJsonString());
+            if (audited)
+                await Audit.AuditChain.AppendAsync(tx, to.Time.GetUtcNow(), $"migration:{id}", $"migration.{step}", user,
+                    new JsonObject { ["from"] = from.Id, ["to"] = to.Id });
+        }
     }
 
     async Task AtStepAsync(string step, IEnumerable<string> users)
@@ -398,10 +405,11 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     async Task MigrateGroupAsync(string id, string actor, IReadOnlyList<string> group, Region from, Region to, Action<string, UserDigest?> count)
     {
         var present = new List<string>();
+        var states = await from.Store.ReadAsync(tx => tx.UserStatesAsync(group));
         foreach (var userId in group)
         {
             // Gone or given up at the source: the one-user pipeline settles what is left of the move.
-            if (await from.GetAccountAsync(userId) is { State: not UserStates.Moved }) present.Add(userId);
+            if (states.TryGetValue(userId, out var state) && state != UserStates.Moved) present.Add(userId);
             else count(userId, await MigrateUserAsync(id, actor, userId, from, to, alreadySwitched: false));
         }
         var small = await from.SmallUsersAsync(present, _options.FenceFirstChanges);
@@ -440,13 +448,29 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     async Task MigrateFencedFirstAsync(string id, string actor, IReadOnlyList<string> users, Region from, Region to, Action<string, UserDigest?> count)
     {
         await from.SetUsersStateAsync(users, UserStates.Fenced, actor, "migration.fence");
-        await JournalGroup(id, users, "fenced", from, to);
+        // The fence is the source's; its journal line goes with the copy, in one destination transaction.
+        await AtStepAsync("fenced", users);
         var fulls = AllThere(await from.PackageUsersAsync(users), users);
         await AtStepAsync("read", users);
-        await to.ImportUsersAsync(fulls, UserStates.Incoming, actor);
-        await JournalGroup(id, users, "copied", from, to, u => new JsonObject { ["seq"] = fulls.First(f => f.UserId == u).ChangeSeq });
-        var histories = await CarryHistoriesAsync(actor, users, from, to);
-        await SwitchAndPurgeAsync(id, actor, users, await VerifyAsync(id, actor, fulls, from, to, histories, u => count(u, null)), histories, from, to, count);
+        var histories = await from.HistorySummariesAsync(users, actor);
+        using (var copies = to.SealCopies(fulls))
+        {
+            // A package naming a service it brings no key for goes the one-user way, which refuses it with its reason.
+            var alone = fulls.Where(f => !copies.Holds(f)).ToList();
+            if (alone.Count > 0) await to.ImportUsersAsync(alone, UserStates.Incoming, actor);
+            await to.Store.WriteAsync(async tx =>
+            {
+                await JournalLinesAsync(tx, id, users, "fenced", from, to);
+                await to.WriteCopiesAsync(tx, copies, UserStates.Incoming);
+                await JournalLinesAsync(tx, id, users, "copied", from, to, u => new JsonObject { ["seq"] = fulls.First(f => f.UserId == u).ChangeSeq });
+                await to.CarryHistoriesAsync(tx, histories.Select(h => (h.Key, h.Value)), actor);
+                return 0;
+            });
+            to.ForgetAccounts(users);
+        }
+        await AtStepAsync("copied", users);
+        var v = await VerifyAsync(id, actor, fulls, from, to, histories, u => count(u, null));
+        await SwitchAndPurgeAsync(id, actor, users, v, histories, from, to, count);
     }
 
     /// <summary>The users' audit summaries, taken at the source after the fence and carried to the destination.</summary>
@@ -467,11 +491,11 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
 
         // Switch: the source stops being home first, so there is never a moment with two homes.
         await from.SetUsersStateAsync(verified, UserStates.Moved, actor, "migration.switch", movedTo: to.Id);
-        await to.SetUsersStateAsync(verified, UserStates.Active, actor, "migration.switch", movedTo: to.Id);
+        await to.SetUsersStateAsync(verified, UserStates.Active, actor, "migration.switch", movedTo: to.Id,
+            alongside: tx => JournalLinesAsync(tx, id, verified, "switched", from, to));
         foreach (var other in deployment.Regions.Values.Where(r => r != from && r != to))
             await other.PointDirectoryAsync(verified, to.Id);
-        await JournalGroup(id, verified, "switched", from, to);
-
+        await AtStepAsync("switched", verified);
         await from.PurgeMovedUsersAsync(verified, to.Id, actor);
         await JournalGroup(id, verified, "purged", from, to);
         foreach (var userId in verified) count(userId, digests[userId]);
@@ -513,13 +537,14 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         {
             copies = null; // some copy does not decrypt: each is read alone below, to find which
         }
+        var carried = await to.CarriedHistoryDigestsAsync([.. fulls.Select(f => f.UserId)], actor);
         var verified = new Dictionary<string, UserDigest>();
         for (var n = 0; n < fulls.Count; n++)
         {
             var userId = fulls[n].UserId;
             var source = await Region.DigestAsync(fulls[n]);
             var copy = await CopyDigestAsync(to, fulls[n], source, copies?[n]);
-            if (copy is not null && copy.Digest == source.Digest && await to.CarriedHistoryDigestAsync(userId, actor) == (string?)histories[userId]["digest"])
+            if (copy is not null && copy.Digest == source.Digest && carried.TryGetValue(userId, out var digest) && digest == (string?)histories[userId]["digest"])
             {
                 verified[userId] = source;
                 continue;

@@ -67,19 +67,20 @@ public sealed partial class Region
     internal async Task<Dictionary<string, JsonObject>> HistorySummariesAsync(IReadOnlyList<string> userIds, string excludeActor, CancellationToken ct = default)
     {
         var roles = await RolesAsync(ct);
+        var rows = (await Store.ReadAsync(tx => tx.AuditBySubjectsAsync(userIds), ct)).ToLookup(r => r.Subject, StringComparer.Ordinal);
         var summaries = new Dictionary<string, JsonObject>();
-        foreach (var userId in userIds) summaries[userId] = await HistorySummaryAsync(userId, excludeActor, roles, ct);
+        foreach (var userId in userIds) summaries[userId] = HistorySummary(userId, rows[userId], excludeActor, roles);
         return summaries;
     }
 
-    async Task<JsonObject> HistorySummaryAsync(string userId, string excludeActor, Dictionary<string, string> roles, CancellationToken ct)
+    JsonObject HistorySummary(string userId, IEnumerable<AuditRow> about, string excludeActor, Dictionary<string, string> roles)
     {
         var actions = new SortedDictionary<string, long>(StringComparer.Ordinal);
         var touches = new JsonArray();
         using var h = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
         long count = 0;
         string? first = null, last = null;
-        foreach (var r in await AuditAboutAsync(userId, ct))
+        foreach (var r in about)
         {
             if (r.Actor == excludeActor) continue;
             count++;
@@ -104,18 +105,17 @@ public sealed partial class Region
 
     /// <summary>Records in this region's chain the audit summary a migration brought with each user.</summary>
     internal Task CarryHistoriesAsync(IReadOnlyList<(string UserId, JsonObject Summary)> histories, string actor, CancellationToken ct = default) =>
-        Store.WriteAsync(async tx =>
-        {
-            foreach (var (userId, summary) in histories) await AuditChain.AppendAsync(tx, Now, actor, HistoryAction, userId, summary);
-            return 0;
-        }, ct);
+        Store.WriteAsync(async tx => { await CarryHistoriesAsync(tx, histories, actor); return 0; }, ct);
 
-    /// <summary>The digest of the last audit summary <paramref name="actor"/> recorded here for the user, if any.</summary>
-    internal async Task<string?> CarriedHistoryDigestAsync(string userId, string actor, CancellationToken ct = default)
+    internal async Task CarryHistoriesAsync(IStoreTx tx, IEnumerable<(string UserId, JsonObject Summary)> histories, string actor)
     {
-        var mine = await Store.ReadAsync(tx => tx.LastAuditAsync(userId, actor, HistoryAction), ct);
-        return mine is null ? null : (string?)JsonNode.Parse(mine.Details)?["digest"];
+        foreach (var (userId, summary) in histories) await AuditChain.AppendAsync(tx, Now, actor, HistoryAction, userId, summary);
     }
+
+    /// <summary>The digest of the last audit summary <paramref name="actor"/> recorded here for each user that has one.</summary>
+    internal async Task<Dictionary<string, string?>> CarriedHistoryDigestsAsync(IReadOnlyList<string> userIds, string actor, CancellationToken ct = default) =>
+        (await Store.ReadAsync(tx => tx.LastAuditsAsync(userIds, actor, HistoryAction), ct))
+            .ToDictionary(r => r.Subject, r => (string?)JsonNode.Parse(r.Details)?["digest"], StringComparer.Ordinal);
 
     /// <summary>
     /// Erases an account: the user's data keys are destroyed first (crypto-shredding), then

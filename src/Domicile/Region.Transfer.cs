@@ -115,27 +115,20 @@ public sealed partial class Region
 
     /// <summary>
     /// <see cref="ImportUserAsync"/> for many users: those without blobs (most) arrive together in one
-    /// transaction (one commit instead of one each); a user with blobs or many items arrives alone.
+    /// transaction (one commit instead of one each), sealed before it; a user with blobs or many
+    /// items arrives alone.
     /// </summary>
     public async Task ImportUsersAsync(IReadOnlyList<UserPackage> packages, string state, string actor, CancellationToken ct = default)
     {
+        var alone = new List<UserPackage>(packages);
+        using (var copies = SealCopies(packages))
+        {
+            if (copies.Count > 0) await Store.WriteAsync(async tx => { await WriteCopiesAsync(tx, copies, state); return 0; }, ct);
+            alone.RemoveAll(copies.Holds);
+        }
         using var lease = Lease();
         var ring = lease.Keys;
-        static bool InOne(UserPackage p) => p.Items.Count <= 500 && p.Items.All(i => i.Open is null);
-        var together = packages.Where(InOne).ToList();
-        if (together.Count > 0)
-            await Store.WriteAsync(async tx =>
-            {
-                using var deks = new TxDeks(this, ring, tx);
-                foreach (var pkg in together)
-                {
-                    var arrived = await ImportAccountAsync(deks, tx, pkg, state);
-                    await WriteSmallItemsAsync(deks, tx, pkg.UserId, pkg.Items);
-                    await WriteMessagesAsync(deks, tx, pkg.UserId, pkg.Messages, arrived);
-                }
-                return 0;
-            }, ct);
-        foreach (var pkg in packages.Where(p => !InOne(p)))
+        foreach (var pkg in alone)
         {
             await Store.WriteAsync(async tx => { using var deks = new TxDeks(this, ring, tx); await ImportAccountAsync(deks, tx, pkg, state); return 0; }, ct);
             foreach (var item in pkg.Items.Where(i => i.Open is not null)) await ImportBlobItemAsync(ring, pkg.UserId, item, ct);
@@ -143,7 +136,124 @@ public sealed partial class Region
                 await Store.WriteAsync(async tx => { using var deks = new TxDeks(this, ring, tx); await WriteSmallItemsAsync(deks, tx, pkg.UserId, chunk); return 0; }, ct);
             await Store.WriteAsync(async tx => { using var deks = new TxDeks(this, ring, tx); await WriteMessagesAsync(deks, tx, pkg.UserId, pkg.Messages); return 0; }, ct);
         }
-        foreach (var pkg in packages) ForgetAccount(pkg.UserId);
+        ForgetAccounts(packages.Select(p => p.UserId));
+    }
+
+    /// <summary>A package small enough to arrive in one transaction with others: no blobs, few items.</summary>
+    internal static bool InOne(UserPackage p) => p.Items.Count <= 500 && p.Items.All(i => i.Open is null);
+
+    internal void ForgetAccounts(IEnumerable<string> userIds)
+    {
+        foreach (var userId in userIds) ForgetAccount(userId);
+    }
+
+    /// <summary>
+    /// Copies sealed before the destination's write turn, each under fresh keys made and wrapped
+    /// here: the write then holds the region's single writer for its inserts only, while the
+    /// crypto of other groups runs beside it. The fresh keys are zeroed on dispose, used or not.
+    /// </summary>
+    internal sealed class SealedCopies(KeyLease lease, long kekVersion) : IDisposable
+    {
+        internal sealed record Copy(UserPackage Package, UserRow Row, IReadOnlyList<DekRow> Keys, IReadOnlyList<ItemRow> Items, IReadOnlyList<MessageRow> Messages);
+
+        public readonly List<Copy> Copies = [];
+        public readonly List<byte[]> Made = [];
+        public KeyRing Ring => lease.Keys;
+        public long KekVersion => kekVersion;
+        public int Count => Copies.Count;
+        public bool Holds(UserPackage p) => Copies.Exists(c => ReferenceEquals(c.Package, p));
+
+        public void Dispose()
+        {
+            foreach (var key in Made) CryptographicOperations.ZeroMemory(key);
+            Made.Clear();
+            lease.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Seals the packages that may arrive in one transaction (see <see cref="InOne"/>); the others,
+    /// and any naming a service it brings no key for, are left out for the one-user path.
+    /// </summary>
+    internal SealedCopies SealCopies(IEnumerable<UserPackage> packages)
+    {
+        var lease = Lease();
+        var ring = lease.Keys;
+        var kekVersion = ring.CurrentKek;
+        var copies = new SealedCopies(lease, kekVersion);
+        try
+        {
+            using var kek = new Sealing.Sealer(ring.Kek(kekVersion));
+            foreach (var pkg in packages.Where(InOne))
+            {
+                var userId = pkg.UserId;
+                var keys = new List<DekRow>();
+                var sealers = new Dictionary<string, Sealing.Sealer>(StringComparer.Ordinal);
+                try
+                {
+                    foreach (var service in pkg.Services.Prepend(AccountService).Distinct(StringComparer.Ordinal))
+                    {
+                        var dek = RandomNumberGenerator.GetBytes(32);
+                        copies.Made.Add(dek);
+                        keys.Add(new DekRow(userId, service, kekVersion, kek.Seal(dek, DekAad(userId, service, kekVersion)), NowMs));
+                        sealers[service] = new Sealing.Sealer(dek);
+                    }
+                    // A package naming a service it holds no key for is refused by the slow path, with its reason.
+                    if (pkg.Items.Any(i => !sealers.ContainsKey(i.Service)) || (pkg.Messages.Count > 0 && !sealers.ContainsKey(MessagingService))) continue;
+                    var row = new UserRow(userId, ring.BlindIndex("login", pkg.Login),
+                        sealers[AccountService].Seal(Encoding.UTF8.GetBytes(pkg.Login), Sealing.Aad("login", Id, userId)),
+                        pkg.PasswordHash, pkg.Country, pkg.CreatedAt, pkg.ChangeSeq, UserStates.Incoming);
+                    var items = pkg.Items.Select(i => SealItem(ring, sealers[i.Service], userId, i)).ToList();
+                    var messages = pkg.Messages.Select(m => SealMessage(sealers[MessagingService], userId, m)).ToList();
+                    copies.Copies.Add(new SealedCopies.Copy(pkg, row, keys, items, messages));
+                }
+                finally
+                {
+                    foreach (var s in sealers.Values) s.Dispose();
+                }
+            }
+            return copies;
+        }
+        catch
+        {
+            copies.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Writes sealed copies in the caller's transaction. A user already here (an incoming copy
+    /// being caught up, or resumed after a crash), or whose keys outlived the account row, is
+    /// written under the keys it has instead, sealed now; refuses to overwrite a user who lives here.
+    /// </summary>
+    internal async Task WriteCopiesAsync(IStoreTx tx, SealedCopies copies, string state)
+    {
+        using var deks = new TxDeks(this, copies.Ring, tx);
+        var kekHeld = false;
+        var present = (await tx.PresentUsersAsync([.. copies.Copies.Select(c => c.Package.UserId)])).ToHashSet(StringComparer.Ordinal);
+        // Rows of a user with no account here can outlive it (a restore keeps some tables): the copy replaces them.
+        await tx.DeleteConsentsAsync([.. copies.Copies.Select(c => c.Package.UserId).Where(u => !present.Contains(u))]);
+        foreach (var copy in copies.Copies)
+        {
+            var (pkg, userId) = (copy.Package, copy.Package.UserId);
+            if (present.Contains(userId))
+            {
+                var arrived = await ImportAccountAsync(deks, tx, pkg, state);
+                await WriteSmallItemsAsync(deks, tx, userId, pkg.Items);
+                await WriteMessagesAsync(deks, tx, userId, pkg.Messages, arrived);
+                continue;
+            }
+            // Held until commit: a rotation cannot destroy the KEK the fresh keys are wrapped by.
+            if (!kekHeld && !await tx.LockKekAsync(copies.KekVersion, exclusive: false))
+                throw new DomicileException("unavailable", "the region's key is being rotated; retry in a moment");
+            kekHeld = true;
+            await tx.InsertUserAsync(copy.Row with { State = state });
+            foreach (var key in copy.Keys) await tx.InsertDekAsync(key);
+            foreach (var c in pkg.Ledger) await tx.AppendConsentAsync(c with { UserId = userId });
+            foreach (var st in pkg.States) await tx.SetConsentStateAsync(st with { UserId = userId });
+            await WriteItemRowsAsync(tx, userId, copy.Items);
+            foreach (var m in copy.Messages) await tx.InsertMessageAsync(m);
+        }
     }
 
     /// <summary>
@@ -225,27 +335,31 @@ public sealed partial class Region
         if (!arrivedNow) await tx.DeleteMessagesAsync(userId);
         if (messages.Count == 0) return;
         var sealer = await deks.SealerAsync(userId, MessagingService) ?? throw new DomicileException("conflict", "messages arrived without their service key");
-        foreach (var m in messages)
-            await tx.InsertMessageAsync(new MessageRow(m.Id, userId, m.Sender, sealer.Seal(Encoding.UTF8.GetBytes(m.Body), MessageAad(userId, m.Id)), m.SentAt, m.ExpiresAt));
+        foreach (var m in messages) await tx.InsertMessageAsync(SealMessage(sealer, userId, m));
     }
+
+    MessageRow SealMessage(Sealing.Sealer sealer, string userId, PackagedMessage m) =>
+        new(m.Id, userId, m.Sender, sealer.Seal(Encoding.UTF8.GetBytes(m.Body), MessageAad(userId, m.Id)), m.SentAt, m.ExpiresAt);
 
     async Task WriteSmallItemsAsync(TxDeks deks, IStoreTx tx, string userId, IReadOnlyList<PackagedItem> items)
     {
-        var ring = deks.Ring;
         var rows = new List<ItemRow>(items.Count);
         foreach (var item in items)
-        {
-            var sealer = await deks.SealerAsync(userId, item.Service) ?? throw new DomicileException("conflict", $"no key for '{item.Service}' at {Id}");
-            var keyIndex = ring.BlindIndex("item", userId, item.Service, item.Collection, item.Key);
-            var content = item.Content ?? [];
-            var digest = item.Deleted ? "" : Convert.ToHexStringLower(SHA256.HashData(content));
-            var head = sealer.Seal(EncodeHead(new Head(item.Key, item.Deleted ? "" : item.ContentType, null, 0, digest)),
-                HeadAad(userId, item.Service, item.Collection, keyIndex, item.Version));
-            var sealedContent = item.Deleted ? null : sealer.Seal(content, ContentAad(userId, item.Service, item.Collection, keyIndex, item.Version));
-            rows.Add(new ItemRow(userId, item.Service, item.Collection, keyIndex, head, sealedContent, null,
-                item.Deleted ? 0 : content.Length, item.Version, item.Deleted, item.CreatedAt, item.UpdatedAt));
-        }
+            rows.Add(SealItem(deks.Ring, await deks.SealerAsync(userId, item.Service) ?? throw new DomicileException("conflict", $"no key for '{item.Service}' at {Id}"), userId, item));
         await WriteItemRowsAsync(tx, userId, rows);
+    }
+
+    /// <summary>A small item sealed under its service's key, at its place's new blind index.</summary>
+    ItemRow SealItem(KeyRing ring, Sealing.Sealer sealer, string userId, PackagedItem item)
+    {
+        var keyIndex = ring.BlindIndex("item", userId, item.Service, item.Collection, item.Key);
+        var content = item.Content ?? [];
+        var digest = item.Deleted ? "" : Convert.ToHexStringLower(SHA256.HashData(content));
+        var head = sealer.Seal(EncodeHead(new Head(item.Key, item.Deleted ? "" : item.ContentType, null, 0, digest)),
+            HeadAad(userId, item.Service, item.Collection, keyIndex, item.Version));
+        var sealedContent = item.Deleted ? null : sealer.Seal(content, ContentAad(userId, item.Service, item.Collection, keyIndex, item.Version));
+        return new ItemRow(userId, item.Service, item.Collection, keyIndex, head, sealedContent, null,
+            item.Deleted ? 0 : content.Length, item.Version, item.Deleted, item.CreatedAt, item.UpdatedAt);
     }
 
     /// <summary>Streams a large item into sealed chunks, then links it; never holds the whole content.</summary>
@@ -378,21 +492,23 @@ public sealed partial class Region
 
     /// <summary>Sets a user's state here (fence, unfence, switch) with an audit entry, after in-flight writes.</summary>
     internal Task SetUserStateAsync(string userId, string state, string actor, string action, string? movedTo = null, CancellationToken ct = default) =>
-        SetUsersStateAsync([userId], state, actor, action, movedTo, ct);
+        SetUsersStateAsync([userId], state, actor, action, movedTo, ct: ct);
 
-    /// <summary>The same for many users in one transaction (a migration moves users in groups).</summary>
-    internal async Task SetUsersStateAsync(IReadOnlyList<string> userIds, string state, string actor, string action, string? movedTo = null, CancellationToken ct = default)
+    /// <summary>
+    /// The same for many users in one transaction (a migration moves users in groups), with the
+    /// caller's <paramref name="alongside"/> work (its journal lines) in that transaction too.
+    /// </summary>
+    internal async Task SetUsersStateAsync(IReadOnlyList<string> userIds, string state, string actor, string action, string? movedTo = null,
+        Func<IStoreTx, Task>? alongside = null, CancellationToken ct = default)
     {
         await Store.WriteAsync(async tx =>
         {
+            // The row locks order this after every write of the users that is already in flight.
+            await tx.SetUsersStateAsync(userIds, state);
+            if (movedTo is not null) await tx.UpsertDirectoryAsync(userIds, movedTo, NowMs);
             foreach (var userId in userIds)
-            {
-                // The row lock orders this after every write of the user that is already in flight.
-                await tx.NextChangeAsync(userId);
-                await tx.SetUserStateAsync(userId, state);
-                if (movedTo is not null) await tx.UpsertDirectoryAsync(userId, movedTo, NowMs);
                 await AuditChain.AppendAsync(tx, Now, actor, action, userId, movedTo is null ? null : new JsonObject { ["to"] = movedTo });
-            }
+            if (alongside is not null) await alongside(tx);
             return 0;
         }, ct);
         foreach (var userId in userIds) ForgetAccount(userId);
@@ -402,7 +518,7 @@ public sealed partial class Region
     internal Task PointDirectoryAsync(IReadOnlyList<string> userIds, string region, CancellationToken ct = default) =>
         Store.WriteAsync(async tx =>
         {
-            foreach (var userId in userIds) await tx.UpsertDirectoryAsync(userId, region, NowMs);
+            await tx.UpsertDirectoryAsync(userIds, region, NowMs);
             return 0;
         }, ct);
 
@@ -415,11 +531,9 @@ public sealed partial class Region
         await Store.WriteAsync(async tx =>
         {
             await tx.EraseUsersAsync(userIds);
+            await tx.UpsertDirectoryAsync(userIds, movedTo, NowMs);
             foreach (var userId in userIds)
-            {
-                await tx.UpsertDirectoryAsync(userId, movedTo, NowMs);
                 await AuditChain.AppendAsync(tx, Now, actor, "migration.purge", userId, new JsonObject { ["to"] = movedTo, ["source_keys_destroyed"] = true });
-            }
             return 0;
         }, ct);
         foreach (var userId in userIds)

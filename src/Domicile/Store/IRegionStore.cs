@@ -51,6 +51,13 @@ public interface IStoreTx
     /// <summary>Raises the user's change number to at least <paramref name="seq"/> (imports keep versions).</summary>
     Task RaiseChangeAsync(string userId, long seq);
     Task UpsertDirectoryAsync(string userId, string region, long at);
+    Task UpsertDirectoryAsync(IReadOnlyList<string> userIds, string region, long at);
+    /// <summary>Sets the users' state, each taking a change number (so a fence orders after writes in flight).</summary>
+    Task SetUsersStateAsync(IReadOnlyList<string> userIds, string state);
+    /// <summary>The users' states, of those with an account row here.</summary>
+    Task<IReadOnlyDictionary<string, string>> UserStatesAsync(IReadOnlyList<string> userIds);
+    /// <summary>Those of the users with an account row or a data key here.</summary>
+    Task<IReadOnlyList<string>> PresentUsersAsync(IReadOnlyList<string> userIds);
     Task<string?> DirectoryAsync(string userId);
     Task DeleteUserAsync(string id);
 
@@ -67,6 +74,7 @@ public interface IStoreTx
     Task<long> AppendConsentAsync(ConsentRow row);
     Task<IReadOnlyList<ConsentRow>> ListConsentsAsync(string userId);
     Task DeleteConsentsAsync(string userId);
+    Task DeleteConsentsAsync(IReadOnlyList<string> userIds);
     Task<IReadOnlyList<string>> ListDekServicesAsync(string userId);
     Task DeleteMessagesAsync(string userId);
     Task UpdateUserAsync(UserRow row);
@@ -137,8 +145,11 @@ public interface IStoreTx
     /// <summary>Entries about a subject after <paramref name="afterSeq"/>, oldest first.</summary>
     Task<IReadOnlyList<AuditRow>> AuditBySubjectAsync(string subject, long afterSeq, int limit);
 
-    /// <summary>The newest entry about <paramref name="subject"/> by that actor and of that action, if any.</summary>
-    Task<AuditRow?> LastAuditAsync(string subject, string actor, string action);
+    /// <summary>Every entry about these subjects, by subject, oldest first.</summary>
+    Task<IReadOnlyList<AuditRow>> AuditBySubjectsAsync(IReadOnlyList<string> subjects);
+
+    /// <summary>The newest entry about each of the subjects by that actor and of that action (none for a subject without one).</summary>
+    Task<IReadOnlyList<AuditRow>> LastAuditsAsync(IReadOnlyList<string> subjects, string actor, string action);
 
     Task InsertOperatorAsync(OperatorRow row);
     Task<OperatorRow?> FindOperatorByTokenAsync(byte[] tokenHash);

@@ -61,6 +61,9 @@ public abstract class SqlRegionStore : IRegionStore
     /// </summary>
     protected internal virtual string InList(string column, string parameter) => $"{column} = ANY({parameter}::text[])";
 
+    /// <summary>A list parameter as a table of one column, <c>value</c>.</summary>
+    protected internal virtual string ListTable(string parameter) => $"unnest({parameter}::text[]) AS l(value)";
+
     protected internal virtual object ListValue(IReadOnlyList<string> values) => values.ToArray();
 
     /// <summary>Suffix that locks a selected row for the rest of a write transaction.</summary>

@@ -398,6 +398,32 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     string InUsers(string column) => store.InList(column, "@u");
 
+    public Task UpsertDirectoryAsync(IReadOnlyList<string> userIds, string region, long at) =>
+        userIds.Count == 0 ? Task.CompletedTask : Exec($"""
+            INSERT INTO directory (user_id, region, updated_at) SELECT value, @r, @a FROM {store.ListTable("@u")} WHERE true
+            ON CONFLICT (user_id) DO UPDATE SET region = excluded.region, updated_at = excluded.updated_at
+            """, UserList(userIds), ("r", region), ("a", at));
+
+    public Task SetUsersStateAsync(IReadOnlyList<string> userIds, string state) =>
+        userIds.Count == 0 ? Task.CompletedTask
+            : Exec($"UPDATE users SET state = @s, change_seq = change_seq + 1 WHERE {InUsers("id")}", UserList(userIds), ("s", state));
+
+    public async Task<IReadOnlyDictionary<string, string>> UserStatesAsync(IReadOnlyList<string> userIds) =>
+        userIds.Count == 0 ? new Dictionary<string, string>()
+            : (await Query($"SELECT id, state FROM users WHERE {InUsers("id")}", r => (r.GetString(0), r.GetString(1)), UserList(userIds))).ToDictionary(x => x.Item1, x => x.Item2);
+
+    public async Task<IReadOnlyList<string>> PresentUsersAsync(IReadOnlyList<string> userIds) =>
+        userIds.Count == 0 ? [] : await Query($"""
+            SELECT id FROM users WHERE {InUsers("id")} UNION SELECT user_id FROM data_keys WHERE {InUsers("user_id")}
+            """, r => r.GetString(0), UserList(userIds));
+
+    public async Task DeleteConsentsAsync(IReadOnlyList<string> userIds)
+    {
+        if (userIds.Count == 0) return;
+        await Exec($"DELETE FROM consents WHERE {InUsers("user_id")}", UserList(userIds));
+        await Exec($"DELETE FROM consent_state WHERE {InUsers("user_id")}", UserList(userIds));
+    }
+
     public async Task<UsersRows> ReadUsersAsync(IReadOnlyList<string> userIds)
     {
         if (userIds.Count == 0) return new([], [], [], [], [], []);
@@ -532,10 +558,14 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
             MapAudit,
             ("s", subject), ("a", afterSeq), ("l", limit));
 
-    public Task<AuditRow?> LastAuditAsync(string subject, string actor, string action) =>
-        One($"SELECT {AuditColumns} FROM audit WHERE subject = @s AND actor = @ac AND action = @an ORDER BY seq DESC LIMIT 1",
-            MapAudit,
-            ("s", subject), ("ac", actor), ("an", action));
+    public async Task<IReadOnlyList<AuditRow>> AuditBySubjectsAsync(IReadOnlyList<string> subjects) =>
+        subjects.Count == 0 ? [] : await Query($"SELECT {AuditColumns} FROM audit WHERE {InUsers("subject")} ORDER BY subject, seq", MapAudit, UserList(subjects));
+
+    public async Task<IReadOnlyList<AuditRow>> LastAuditsAsync(IReadOnlyList<string> subjects, string actor, string action) =>
+        subjects.Count == 0 ? [] : await Query($"""
+            SELECT {AuditColumns} FROM audit WHERE seq IN (
+              SELECT MAX(seq) FROM audit WHERE {InUsers("subject")} AND actor = @ac AND action = @an GROUP BY subject)
+            """, MapAudit, UserList(subjects), ("ac", actor), ("an", action));
 
     const string OperatorColumns = "id, name, role, token_hash, created_at, revoked";
 

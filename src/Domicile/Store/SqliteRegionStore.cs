@@ -177,6 +177,8 @@ public sealed class SqliteRegionStore : SqlRegionStore
     // One statement text for every list length, and an index seek per value.
     protected internal override string InList(string column, string parameter) => $"{column} IN (SELECT value FROM json_each({parameter}))";
 
+    protected internal override string ListTable(string parameter) => $"json_each({parameter})";
+
     protected internal override object ListValue(IReadOnlyList<string> values) => System.Text.Json.JsonSerializer.Serialize(values);
 
     protected override bool IsUniqueViolation(DbException e) => e is SqliteException { SqliteErrorCode: 19 };
