@@ -2,6 +2,7 @@ using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
+using Domicile.Config;
 using Domicile.Tests.Support;
 
 namespace Domicile.Tests;
@@ -372,6 +373,80 @@ public abstract class RightsContract(string engine)
         // What was sealed under a key that still exists comes back.
         await using var kept = await r.GetAsync(u.UserId, "cloud-sync", "notes", "kept");
         Assert.Equal("under a key that stays", await Bytes.TextAsync(kept.Content));
+    }
+
+    [Fact]
+    public async Task A_restore_leaves_out_an_account_row_sealed_under_an_account_key_destroyed_since()
+    {
+        await using var d = await TestDeployment.CreateAsync(engine, policy: y => y.Replace("IN: [in-mumbai]", "IN: [in-mumbai, sg-singapore]", StringComparison.Ordinal));
+        var r = d["in-mumbai"];
+        var traveller = await d.UserAsync(login: "traveller@example.in", consents: "cloud-sync");
+        var stays = await d.UserAsync(consents: "cloud-sync");
+        foreach (var u in new[] { traveller, stays }) await r.PutAsync(u.UserId, "cloud-sync", "notes", "n", "text/plain", Bytes.Stream("note of " + u.UserId));
+        using var backup = new MemoryStream();
+        await Backup.WriteAsync(r, backup);
+
+        // Away and back: the purge destroyed the traveller's keys here, the return made new ones.
+        var migrator = new Migrator(d.Deployment);
+        foreach (var to in new[] { "sg-singapore", "in-mumbai" })
+        {
+            var moved = await migrator.Run(await migrator.StartAsync(new MigrationRequest(null, traveller.UserId, to)));
+            Assert.Equal(("done", 1L, 0L), (moved.State, moved.Users, moved.Failed));
+        }
+        Assert.NotNull(await r.AuthenticateAsync("traveller@example.in", "correct horse battery"));
+
+        backup.Position = 0;
+        var restored = await Backup.RestoreAsync(r, backup, "test");
+        // The backup's login was sealed under the old account key: restored, it would be a login
+        // nobody can open. It stays out, like every row of a key destroyed since the backup.
+        Assert.Equal((1, 1), (restored.RestoredUsers, restored.SkippedUsers));
+        Assert.Null(await r.GetAccountAsync(traveller.UserId));
+        Assert.Equal(0, await RawSql.CountAsync(r.Config.Store, $"SELECT COUNT(*) FROM items WHERE user_id = '{traveller.UserId}'"));
+        await using (var n = await r.GetAsync(stays.UserId, "cloud-sync", "notes", "n")) Assert.Equal("note of " + stays.UserId, await Bytes.TextAsync(n.Content));
+    }
+
+    [Fact]
+    public async Task A_key_of_a_service_the_policy_no_longer_names_is_never_cached_and_erasure_leaves_no_key_of_the_user_in_memory()
+    {
+        var dir = Engines.TempDir();
+        var yaml = Engines.Yaml(engine, dir); // once: on PostgreSQL each call names new databases
+        string userId;
+        IReadOnlyDictionary<string, IReadOnlyList<string>> shares;
+        await using (var before = Deployment.Open(ConfigLoader.Parse(yaml, dir)))
+        {
+            shares = await before.InitializeAsync(stayUnsealed: true);
+            var r = before.Region("in-mumbai");
+            userId = (await r.CreateAccountAsync("finder@example.in", "correct horse battery", "IN")).UserId;
+            foreach (var service in new[] { "cloud-sync", "find-device" }) await r.SetConsentAsync(userId, service, true, "test");
+            await r.PutAsync(userId, "cloud-sync", "notes", "n", "text/plain", Bytes.Stream("a note"));
+            await r.PutAsync(userId, "find-device", "locations", "last-known", "application/json", Bytes.Stream("{\"lat\":19.07}"));
+        }
+        var findDevice = yaml.IndexOf("  - id: find-device", StringComparison.Ordinal);
+        var withoutIt = yaml.Remove(findDevice, yaml.IndexOf("custody:", StringComparison.Ordinal) - findDevice);
+        Assert.DoesNotContain("find-device", withoutIt, StringComparison.Ordinal);
+        try
+        {
+            await using var after = Deployment.Open(ConfigLoader.Parse(withoutIt, dir));
+            var region = after.Region("in-mumbai");
+            foreach (var share in shares["in-mumbai"].Take(3)) await region.SubmitShareAsync(share);
+
+            // A migration's package reads and opens every key row of the user, the dropped service's too.
+            var package = await region.PackageUserAsync(userId);
+            Assert.Contains(package.Items, i => i.Service == "find-device" && i.Key == "last-known");
+            using (var lease = region.Lease())
+            {
+                Assert.True(lease.Keys.TryGetDek(userId, "cloud-sync", out _), "a key of a service in the policy is cached as it is read");
+                Assert.False(lease.Keys.TryGetDek(userId, "find-device", out _), "a key of a service not in the policy must not be cached");
+            }
+            await region.EraseAccountAsync(userId, userId);
+            using (var lease = region.Lease())
+                foreach (var service in new[] { "account", "cloud-sync", "find-device" })
+                    Assert.False(lease.Keys.TryGetDek(userId, service, out _), $"the erased user's {service} key is still in memory");
+        }
+        finally
+        {
+            AbandonedFolders.Delete(dir);
+        }
     }
 
     [Fact]
