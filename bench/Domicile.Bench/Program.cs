@@ -16,7 +16,9 @@ foreach (var (id, run) in bench.All())
     Console.Error.WriteLine($"== {id}");
     try
     {
-        results[id] = await run();
+        // P5 reports the server's memory: in a process of its own, it is not the heap that the
+        // figures before it left behind (315 MB instead of about 200 in a full run, measured).
+        results[id] = id == "P5" && (only is null || only.Count > 1) ? await AloneAsync(id) : await run();
     }
     catch (Exception e) when (e is not OutOfMemoryException)
     {
@@ -34,3 +36,16 @@ else
     Report.Table(Console.Out, results, quick);
 }
 return 0;
+
+async Task<JsonNode?> AloneAsync(string id)
+{
+    var self = Environment.ProcessPath!;
+    var start = new System.Diagnostics.ProcessStartInfo(self) { RedirectStandardOutput = true };
+    if (Path.GetFileNameWithoutExtension(self) == "dotnet") start.ArgumentList.Add(typeof(Benchmarks).Assembly.Location);
+    foreach (var a in (string[])["--only", id, "--json", "--engines", string.Join(',', engines)]) start.ArgumentList.Add(a);
+    if (quick) start.ArgumentList.Add("--quick");
+    using var child = System.Diagnostics.Process.Start(start)!;
+    var output = await child.StandardOutput.ReadToEndAsync();
+    await child.WaitForExitAsync();
+    return JsonNode.Parse(output)?[id]?.DeepClone() ?? throw new InvalidOperationException($"{id} in a process of its own printed no figure (exit code {child.ExitCode})");
+}

@@ -115,20 +115,19 @@ public sealed partial class Region
 
     /// <summary>
     /// <see cref="ImportUserAsync"/> for many users: those without blobs (most) arrive together in one
-    /// transaction (one commit instead of one each), sealed before it; a user with blobs or many
-    /// items arrives alone.
+    /// transaction (one commit instead of one each), those new here sealed before it; a user with
+    /// blobs or many items arrives alone.
     /// </summary>
     public async Task ImportUsersAsync(IReadOnlyList<UserPackage> packages, string state, string actor, CancellationToken ct = default)
     {
-        var alone = new List<UserPackage>(packages);
-        using (var copies = SealCopies(packages))
-        {
+        // A catch-up or a tail goes to users already here, under the keys they have: sealing them
+        // ahead under fresh keys would be work thrown away.
+        var present = (await Store.ReadAsync(tx => tx.PresentUsersAsync([.. packages.Select(p => p.UserId)]), ct)).ToHashSet(StringComparer.Ordinal);
+        using (var copies = SealCopies(packages, present))
             if (copies.Count > 0) await Store.WriteAsync(async tx => { await WriteCopiesAsync(tx, copies, state); return 0; }, ct);
-            alone.RemoveAll(copies.Holds);
-        }
         using var lease = Lease();
         var ring = lease.Keys;
-        foreach (var pkg in alone)
+        foreach (var pkg in packages.Where(p => !InOne(p)))
         {
             await Store.WriteAsync(async tx => { using var deks = new TxDeks(this, ring, tx); await ImportAccountAsync(deks, tx, pkg, state); return 0; }, ct);
             foreach (var item in pkg.Items.Where(i => i.Open is not null)) await ImportBlobItemAsync(ring, pkg.UserId, item, ct);
@@ -148,23 +147,31 @@ public sealed partial class Region
     }
 
     /// <summary>
-    /// Copies sealed before the destination's write turn, each under fresh keys made and wrapped
-    /// here: the write then holds the region's single writer for its inserts only, while the
-    /// crypto of other groups runs beside it. The fresh keys are zeroed on dispose, used or not.
+    /// The packages of one transaction (see <see cref="InOne"/>), those new here sealed before the
+    /// destination's write turn under fresh keys made here: the write then holds the region's single
+    /// writer for its inserts and the wrapping of those keys, while the crypto of other groups runs
+    /// beside it. The fresh keys are zeroed on dispose, used or not.
     /// </summary>
-    internal sealed class SealedCopies(KeyLease lease, long kekVersion) : IDisposable
+    internal sealed class SealedCopies(KeyLease lease) : IDisposable
     {
-        internal sealed record Copy(UserPackage Package, UserRow Row, IReadOnlyList<DekRow> Keys, IReadOnlyList<ItemRow> Items, IReadOnlyList<MessageRow> Messages);
+        /// <summary>
+        /// A package and, when it was sealed ahead, its rows and the raw keys they are sealed under
+        /// (wrapped only inside the write, under the KEK current then: a rotation between sealing
+        /// and writing must find them). Without rows, it is written the one-transaction slow way.
+        /// </summary>
+        internal sealed record Copy(UserPackage Package, UserRow? Row, IReadOnlyList<(string Service, byte[] Key)> Keys, IReadOnlyList<ItemRow> Items, IReadOnlyList<MessageRow> Messages);
 
         public readonly List<Copy> Copies = [];
         public readonly List<byte[]> Made = [];
         public KeyRing Ring => lease.Keys;
-        public long KekVersion => kekVersion;
         public int Count => Copies.Count;
         public bool Holds(UserPackage p) => Copies.Exists(c => ReferenceEquals(c.Package, p));
+        bool _disposed;
 
         public void Dispose()
         {
+            if (_disposed) return;
+            _disposed = true;
             foreach (var key in Made) CryptographicOperations.ZeroMemory(key);
             Made.Clear();
             lease.Dispose();
@@ -172,34 +179,38 @@ public sealed partial class Region
     }
 
     /// <summary>
-    /// Seals the packages that may arrive in one transaction (see <see cref="InOne"/>); the others,
-    /// and any naming a service it brings no key for, are left out for the one-user path.
+    /// Takes the packages that may arrive in one transaction (see <see cref="InOne"/>) and seals
+    /// those of users not in <paramref name="present"/>; one naming a service it brings no key for
+    /// goes unsealed, for the slow path to refuse inside the transaction (nothing of the group is then written).
     /// </summary>
-    internal SealedCopies SealCopies(IEnumerable<UserPackage> packages)
+    internal SealedCopies SealCopies(IEnumerable<UserPackage> packages, IReadOnlySet<string>? present = null)
     {
         var lease = Lease();
-        var ring = lease.Keys;
-        var kekVersion = ring.CurrentKek;
-        var copies = new SealedCopies(lease, kekVersion);
+        SealedCopies? copies = null;
         try
         {
-            using var kek = new Sealing.Sealer(ring.Kek(kekVersion));
+            copies = new SealedCopies(lease);
+            var ring = lease.Keys;
             foreach (var pkg in packages.Where(InOne))
             {
                 var userId = pkg.UserId;
-                var keys = new List<DekRow>();
+                var services = pkg.Services.Prepend(AccountService).Distinct(StringComparer.Ordinal).ToList();
+                if (present?.Contains(userId) == true || pkg.Items.Any(i => !services.Contains(i.Service)) || (pkg.Messages.Count > 0 && !services.Contains(MessagingService)))
+                {
+                    copies.Copies.Add(new SealedCopies.Copy(pkg, null, [], [], []));
+                    continue;
+                }
+                var keys = new List<(string, byte[])>();
                 var sealers = new Dictionary<string, Sealing.Sealer>(StringComparer.Ordinal);
                 try
                 {
-                    foreach (var service in pkg.Services.Prepend(AccountService).Distinct(StringComparer.Ordinal))
+                    foreach (var service in services)
                     {
                         var dek = RandomNumberGenerator.GetBytes(32);
                         copies.Made.Add(dek);
-                        keys.Add(new DekRow(userId, service, kekVersion, kek.Seal(dek, DekAad(userId, service, kekVersion)), NowMs));
+                        keys.Add((service, dek));
                         sealers[service] = new Sealing.Sealer(dek);
                     }
-                    // A package naming a service it holds no key for is refused by the slow path, with its reason.
-                    if (pkg.Items.Any(i => !sealers.ContainsKey(i.Service)) || (pkg.Messages.Count > 0 && !sealers.ContainsKey(MessagingService))) continue;
                     var row = new UserRow(userId, ring.BlindIndex("login", pkg.Login),
                         sealers[AccountService].Seal(Encoding.UTF8.GetBytes(pkg.Login), Sealing.Aad("login", Id, userId)),
                         pkg.PasswordHash, pkg.Country, pkg.CreatedAt, pkg.ChangeSeq, UserStates.Incoming);
@@ -216,39 +227,44 @@ public sealed partial class Region
         }
         catch
         {
-            copies.Dispose();
+            if (copies is null) lease.Dispose();
+            else copies.Dispose();
             throw;
         }
     }
 
     /// <summary>
-    /// Writes sealed copies in the caller's transaction. A user already here (an incoming copy
-    /// being caught up, or resumed after a crash), or whose keys outlived the account row, is
-    /// written under the keys it has instead, sealed now; refuses to overwrite a user who lives here.
+    /// Writes the copies in the caller's transaction. A user already here (an incoming copy being
+    /// caught up, or resumed after a crash), whose keys outlived the account row, or not sealed
+    /// ahead, is written under the keys it has (or new ones), sealed now; refuses to overwrite a
+    /// user who lives here.
     /// </summary>
     internal async Task WriteCopiesAsync(IStoreTx tx, SealedCopies copies, string state)
     {
-        using var deks = new TxDeks(this, copies.Ring, tx);
-        var kekHeld = false;
+        var ring = copies.Ring;
+        using var deks = new TxDeks(this, ring, tx);
         var present = (await tx.PresentUsersAsync([.. copies.Copies.Select(c => c.Package.UserId)])).ToHashSet(StringComparer.Ordinal);
+        var fresh = copies.Copies.Where(c => c.Row is not null && !present.Contains(c.Package.UserId)).ToList();
         // Rows of a user with no account here can outlive it (a restore keeps some tables): the copy replaces them.
-        await tx.DeleteConsentsAsync([.. copies.Copies.Select(c => c.Package.UserId).Where(u => !present.Contains(u))]);
+        await tx.DeleteConsentsAsync([.. fresh.Select(c => c.Package.UserId)]);
+        var kekVersion = ring.CurrentKek;
+        // Held until commit: a rotation cannot destroy the KEK the fresh keys are wrapped by here.
+        if (fresh.Count > 0 && !await tx.LockKekAsync(kekVersion, exclusive: false))
+            throw new DomicileException("unavailable", "the region's key is being rotated; retry in a moment");
+        using var kek = fresh.Count > 0 ? new Sealing.Sealer(ring.Kek(kekVersion)) : null;
         foreach (var copy in copies.Copies)
         {
             var (pkg, userId) = (copy.Package, copy.Package.UserId);
-            if (present.Contains(userId))
+            if (copy.Row is not { } row || present.Contains(userId))
             {
                 var arrived = await ImportAccountAsync(deks, tx, pkg, state);
                 await WriteSmallItemsAsync(deks, tx, userId, pkg.Items);
                 await WriteMessagesAsync(deks, tx, userId, pkg.Messages, arrived);
                 continue;
             }
-            // Held until commit: a rotation cannot destroy the KEK the fresh keys are wrapped by.
-            if (!kekHeld && !await tx.LockKekAsync(copies.KekVersion, exclusive: false))
-                throw new DomicileException("unavailable", "the region's key is being rotated; retry in a moment");
-            kekHeld = true;
-            await tx.InsertUserAsync(copy.Row with { State = state });
-            foreach (var key in copy.Keys) await tx.InsertDekAsync(key);
+            await tx.InsertUserAsync(row with { State = state });
+            foreach (var (service, key) in copy.Keys)
+                await tx.InsertDekAsync(new DekRow(userId, service, kekVersion, kek!.Seal(key, DekAad(userId, service, kekVersion)), NowMs));
             foreach (var c in pkg.Ledger) await tx.AppendConsentAsync(c with { UserId = userId });
             foreach (var st in pkg.States) await tx.SetConsentStateAsync(st with { UserId = userId });
             await WriteItemRowsAsync(tx, userId, copy.Items);

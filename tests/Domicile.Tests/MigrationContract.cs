@@ -242,6 +242,8 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
             await AssertNothingLeftAt(d["cn-beijing"], u.UserId);
             var changes = await d["in-mumbai"].ChangesAsync(u.UserId, null);
             Assert.Equal(u.Items.Count, changes.Changes.Count); // no duplicates
+            // A region that took no part points at the new home too, even when the crash came right after the switch.
+            Assert.Equal("in-mumbai", await d["sg-singapore"].DirectoryAsync(u.UserId));
         }
         Assert.Equal(0, (await Residency.ReportAsync(d.Deployment)).ViolationCount);
         var orphaned = await RawSql.CountAsync(d["in-mumbai"].Config.Store, "SELECT COUNT(*) FROM blob_chunks WHERE blob_id NOT IN (SELECT blob_id FROM items WHERE blob_id IS NOT NULL)");

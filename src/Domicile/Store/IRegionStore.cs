@@ -45,12 +45,10 @@ public interface IStoreTx
     Task<UserRow?> FindUserByLoginAsync(byte[] loginIndex);
     Task<IReadOnlyList<UserRow>> ListUsersAsync(string? afterId, int limit);
     Task<long> CountUsersAsync();
-    Task SetUserStateAsync(string id, string state);
     /// <summary>Takes the user's next change number; also serialises the user's writes.</summary>
     Task<(long Seq, string State)?> NextChangeAsync(string userId, int count = 1);
     /// <summary>Raises the user's change number to at least <paramref name="seq"/> (imports keep versions).</summary>
     Task RaiseChangeAsync(string userId, long seq);
-    Task UpsertDirectoryAsync(string userId, string region, long at);
     Task UpsertDirectoryAsync(IReadOnlyList<string> userIds, string region, long at);
     /// <summary>Sets the users' state, each taking a change number (so a fence orders after writes in flight).</summary>
     Task SetUsersStateAsync(IReadOnlyList<string> userIds, string state);

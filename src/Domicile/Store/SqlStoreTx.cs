@@ -146,8 +146,6 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     public Task<long> CountUsersAsync() => Scalar("SELECT COUNT(*) FROM users");
 
-    public Task SetUserStateAsync(string id, string state) => Exec("UPDATE users SET state = @s WHERE id = @id", ("s", state), ("id", id));
-
     public async Task<(long Seq, string State)?> NextChangeAsync(string userId, int count = 1)
     {
         var rows = await Query("UPDATE users SET change_seq = change_seq + @n WHERE id = @id RETURNING change_seq, state", r => (r.GetInt64(0), r.GetString(1)), ("id", userId), ("n", count));
@@ -156,10 +154,6 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     public Task RaiseChangeAsync(string userId, long seq) =>
         Exec("UPDATE users SET change_seq = CASE WHEN change_seq < @s THEN @s ELSE change_seq END WHERE id = @id", ("s", seq), ("id", userId));
-
-    public Task UpsertDirectoryAsync(string userId, string region, long at) =>
-        Exec("INSERT INTO directory (user_id, region, updated_at) VALUES (@u, @r, @a) ON CONFLICT (user_id) DO UPDATE SET region = excluded.region, updated_at = excluded.updated_at",
-            ("u", userId), ("r", region), ("a", at));
 
     public async Task<string?> DirectoryAsync(string userId) =>
         (await Query("SELECT region FROM directory WHERE user_id = @u", r => r.GetString(0), ("u", userId))).FirstOrDefault();
@@ -400,7 +394,7 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     public Task UpsertDirectoryAsync(IReadOnlyList<string> userIds, string region, long at) =>
         userIds.Count == 0 ? Task.CompletedTask : Exec($"""
-            INSERT INTO directory (user_id, region, updated_at) SELECT value, @r, @a FROM {store.ListTable("@u")} WHERE true
+            INSERT INTO directory (user_id, region, updated_at) SELECT DISTINCT value, @r, @a FROM {store.ListTable("@u")} WHERE true
             ON CONFLICT (user_id) DO UPDATE SET region = excluded.region, updated_at = excluded.updated_at
             """, UserList(userIds), ("r", region), ("a", at));
 
