@@ -129,6 +129,11 @@ public sealed partial class Region
         _accounts.TryRemove(userId, out _);
     }
 
+    internal void ForgetAccounts(IEnumerable<string> userIds)
+    {
+        foreach (var userId in userIds) ForgetAccount(userId);
+    }
+
     internal void ForgetAllAccounts()
     {
         Interlocked.Increment(ref _accountEpoch);

@@ -141,11 +141,6 @@ public sealed partial class Region
     /// <summary>A package small enough to arrive in one transaction with others: no blobs, few items.</summary>
     internal static bool InOne(UserPackage p) => p.Items.Count <= 500 && p.Items.All(i => i.Open is null);
 
-    internal void ForgetAccounts(IEnumerable<string> userIds)
-    {
-        foreach (var userId in userIds) ForgetAccount(userId);
-    }
-
     /// <summary>
     /// The packages of one transaction (see <see cref="InOne"/>), those new here sealed before the
     /// destination's write turn under fresh keys made here: the write then holds the region's single
@@ -527,7 +522,7 @@ public sealed partial class Region
             if (alongside is not null) await alongside(tx);
             return 0;
         }, ct);
-        foreach (var userId in userIds) ForgetAccount(userId);
+        ForgetAccounts(userIds);
     }
 
     /// <summary>Points the directory of this region at the users' new home.</summary>

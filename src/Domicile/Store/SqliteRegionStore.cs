@@ -175,7 +175,7 @@ public sealed class SqliteRegionStore : SqlRegionStore
     internal static bool IsBusy(DbException e) => e is SqliteException { SqliteErrorCode: 5 or 6 };
 
     // One statement text for every list length, and an index seek per value.
-    protected internal override string InList(string column, string parameter) => $"{column} IN (SELECT value FROM json_each({parameter}))";
+    protected internal override string InList(string column, string parameter) => $"{column} IN (SELECT value FROM {ListTable(parameter)})";
 
     protected internal override string ListTable(string parameter) => $"json_each({parameter})";
 
