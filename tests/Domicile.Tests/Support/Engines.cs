@@ -26,11 +26,13 @@ public static class Engines
     };
 
     /// <summary>The demo policy with every region on <paramref name="engine"/> (or per-region engines).</summary>
+    /// <param name="policy">Rewrites the YAML before it is read (another policy).</param>
     public static DomicileConfig Config(string engine, string? dir = null, Func<string, string>? engineFor = null,
-        int shares = 5, int threshold = 3, long maxItemBytes = 64L * 1024 * 1024)
+        int shares = 5, int threshold = 3, long maxItemBytes = 64L * 1024 * 1024, Func<string, string>? policy = null)
     {
         dir ??= TempDir();
-        return ConfigLoader.Parse(Yaml(engine, dir, engineFor, shares, threshold, maxItemBytes), dir);
+        var yaml = Yaml(engine, dir, engineFor, shares, threshold, maxItemBytes);
+        return ConfigLoader.Parse(policy?.Invoke(yaml) ?? yaml, dir);
     }
 
     /// <summary>

@@ -12,13 +12,12 @@ public sealed class TestDeployment : IAsyncDisposable
     public DomicileConfig Config => Deployment.Config;
     public Region this[string region] => Deployment.Region(region);
 
-    /// <param name="policy">Rewrites the configuration's YAML before it is read (another policy).</param>
+    /// <param name="policy">See <see cref="Engines.Config"/>.</param>
     public static async Task<TestDeployment> CreateAsync(string engine, bool unsealed = true, long maxItemBytes = 64L * 1024 * 1024,
         Func<string, string>? engineFor = null, TimeProvider? time = null, Func<string, string>? policy = null)
     {
         var dir = Engines.TempDir();
-        var yaml = Engines.Yaml(engine, dir, engineFor, maxItemBytes: maxItemBytes);
-        var config = ConfigLoader.Parse(policy?.Invoke(yaml) ?? yaml, dir);
+        var config = Engines.Config(engine, dir, engineFor, maxItemBytes: maxItemBytes, policy: policy);
         var deployment = Deployment.Open(config, time: time);
         var shares = await deployment.InitializeAsync(stayUnsealed: unsealed);
         return new TestDeployment { Deployment = deployment, Shares = shares, Dir = dir };
