@@ -47,7 +47,7 @@ public sealed class SqliteRegionStore : SqlRegionStore
             // secure_delete overwrites freed pages so deleted ciphertext and indexes do not linger in the file.
             // Checkpoints are the checkpointer's (below), not the committing writer's; a log started
             // over is cut back to 64 MiB.
-            cmd.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864;";
+            cmd.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864; PRAGMA cache_size=-8192;";
             await cmd.ExecuteNonQueryAsync(ct);
             Configured.AddOrUpdate(handle, handle);
         }

@@ -9,12 +9,12 @@ CREATE TABLE users (
   country TEXT NOT NULL,
   created_at INTEGER NOT NULL,
   change_seq INTEGER NOT NULL DEFAULT 0,
-  state TEXT NOT NULL DEFAULT 'active');
+  state TEXT NOT NULL DEFAULT 'active') WITHOUT ROWID;
 -- Data keys live apart from the data so that data backups can leave them out (G6).
 CREATE TABLE data_keys (
   user_id TEXT NOT NULL, service TEXT NOT NULL, kek_version INTEGER NOT NULL,
   wrapped BLOB NOT NULL, created_at INTEGER NOT NULL,
-  PRIMARY KEY (user_id, service));
+  PRIMARY KEY (user_id, service)) WITHOUT ROWID;
 CREATE INDEX data_keys_kek ON data_keys (kek_version);
 CREATE TABLE items (
   user_id TEXT NOT NULL, service TEXT NOT NULL, collection TEXT NOT NULL, key_index BLOB NOT NULL,
@@ -25,7 +25,7 @@ CREATE INDEX items_changes ON items (user_id, version);
 CREATE TABLE blob_chunks (blob_id TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (blob_id, idx));
 CREATE TABLE consent_state (
   user_id TEXT NOT NULL, service TEXT NOT NULL, version INTEGER NOT NULL, granted INTEGER NOT NULL, at INTEGER NOT NULL,
-  PRIMARY KEY (user_id, service));
+  PRIMARY KEY (user_id, service)) WITHOUT ROWID;
 CREATE TABLE consents (
   id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, service TEXT NOT NULL, version INTEGER NOT NULL,
   granted INTEGER NOT NULL, at INTEGER NOT NULL, source TEXT NOT NULL);
@@ -42,11 +42,11 @@ CREATE INDEX audit_subject ON audit (subject, seq);
 CREATE TABLE migrations (id TEXT PRIMARY KEY, spec TEXT NOT NULL, state TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
 CREATE TABLE migration_journal (
   migration_id TEXT NOT NULL, user_id TEXT NOT NULL, step TEXT NOT NULL, at INTEGER NOT NULL, details TEXT NOT NULL,
-  PRIMARY KEY (migration_id, user_id, step));
+  PRIMARY KEY (migration_id, user_id, step)) WITHOUT ROWID;
 CREATE TABLE operators (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, token_hash BLOB NOT NULL UNIQUE,
   created_at INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE refresh_tokens (
   token_hash BLOB PRIMARY KEY, user_id TEXT NOT NULL, family TEXT NOT NULL, expires_at INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX refresh_tokens_family ON refresh_tokens (family);
-CREATE TABLE directory (user_id TEXT PRIMARY KEY, region TEXT NOT NULL, updated_at INTEGER NOT NULL);
+CREATE TABLE directory (user_id TEXT PRIMARY KEY, region TEXT NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID;
