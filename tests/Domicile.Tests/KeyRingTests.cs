@@ -6,8 +6,86 @@ namespace Domicile.Tests;
 /// <summary>Cached DEKs are zeroed when they leave the cache, but never under an operation still using them.</summary>
 public class KeyRingTests
 {
-    static KeyRing NewRing() => new(RandomNumberGenerator.GetBytes(32), new Dictionary<long, byte[]> { [1] = RandomNumberGenerator.GetBytes(32) },
-        RandomNumberGenerator.GetBytes(32), ECDsa.Create(ECCurve.NamedCurves.nistP256), "test-000000000000");
+    static KeyRing NewRing(int dekCacheLimit = KeyRing.DefaultDekCacheLimit) => new(RandomNumberGenerator.GetBytes(32), new Dictionary<long, byte[]> { [1] = RandomNumberGenerator.GetBytes(32) },
+        RandomNumberGenerator.GetBytes(32), ECDsa.Create(ECCurve.NamedCurves.nistP256), "test-000000000000", dekCacheLimit);
+
+    [Fact]
+    public void The_cache_keeps_to_its_bound_counting_forgotten_and_duplicate_keys_right()
+    {
+        var ring = NewRing(dekCacheLimit: 20);
+        var keys = Enumerable.Range(0, 20).Select(_ => Dek()).ToArray();
+        for (var i = 0; i < 20; i++) ring.CacheDek("u" + i, "s", keys[i]);
+        // A second copy of a cached key and forgotten keys leave the count where it belongs:
+        // five forgotten and five more added fill the cache exactly, with no eviction.
+        for (var i = 0; i < 5; i++) ring.Forget("u" + i, "s");
+        var duplicate = Dek();
+        ring.CacheDek("u10", "s", duplicate);
+        Assert.True(Zeroed(duplicate)); // retired, not cached, and not counted
+        var more = Enumerable.Range(0, 5).Select(_ => Dek()).ToArray();
+        for (var i = 0; i < 5; i++) ring.CacheDek("v" + i, "s", more[i]);
+        var cached = Enumerable.Range(5, 15).Select(i => "u" + i).Concat(Enumerable.Range(0, 5).Select(i => "v" + i)).ToList();
+        Assert.All(cached, user => Assert.True(ring.TryGetDek(user, "s", out _), user));
+
+        // One past the bound evicts a tenth of it (two keys), zeroed at once as no lease is held.
+        var last = Dek();
+        ring.CacheDek("w", "s", last);
+        var evicted = cached.Where(user => !ring.TryGetDek(user, "s", out _)).ToList();
+        Assert.Equal(2, evicted.Count);
+        Assert.True(ring.TryGetDek("w", "s", out var w) && ReferenceEquals(w, last));
+        foreach (var user in evicted)
+        {
+            var i = user[0] == 'u' ? int.Parse(user[1..], System.Globalization.CultureInfo.InvariantCulture) : -1;
+            Assert.True(Zeroed(i >= 0 ? keys[i] : more[int.Parse(user[1..], System.Globalization.CultureInfo.InvariantCulture)]), user);
+        }
+    }
+
+    [Fact]
+    public void Kek_versions_added_and_destroyed_while_readers_unwrap_never_disturb_the_readers()
+    {
+        var ring = NewRing();
+        var first = ring.Kek(1);
+        var done = false;
+        var reads = new long[3];
+        var failures = new System.Collections.Concurrent.ConcurrentQueue<Exception>();
+        // Threads of their own: pool threads may not start before the changes are over when other tests run.
+        var readers = Enumerable.Range(0, reads.Length).Select(r => new Thread(() =>
+        {
+            try
+            {
+                while (!Volatile.Read(ref done))
+                {
+                    if (!ReferenceEquals(first, ring.Kek(1)) || ring.CurrentKek < 1) throw new InvalidOperationException("a reader saw the wrong KEK");
+                    Interlocked.Increment(ref reads[r]);
+                }
+            }
+            catch (Exception e)
+            {
+                failures.Enqueue(e);
+            }
+        })).ToList();
+        readers.ForEach(t => t.Start());
+        var removed = new List<byte[]>();
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        // Changes go on until every reader has read many times during them (or the deadline).
+        for (long v = 2; v < 300 || (Enumerable.Range(0, reads.Length).Any(i => Interlocked.Read(ref reads[i]) < 1000) && DateTime.UtcNow < deadline); v++)
+        {
+            ring.AddKek(v, RandomNumberGenerator.GetBytes(32));
+            Assert.Equal(v, ring.CurrentKek);
+            if (v > 2)
+            {
+                var old = ring.Kek(v - 1);
+                ring.RemoveKek(v - 1);
+                removed.Add(old);
+                Assert.Equal("key_missing", Assert.Throws<DomicileException>(() => ring.Kek(v - 1)).Code);
+            }
+        }
+        Volatile.Write(ref done, true);
+        readers.ForEach(t => t.Join());
+        Assert.Empty(failures);
+        Assert.All(reads, n => Assert.True(n >= 1000, $"a reader read {n} times"));
+        Assert.All(removed, k => Assert.True(Zeroed(k)));
+        Assert.False(Zeroed(first));
+    }
 
     static byte[] Dek() => RandomNumberGenerator.GetBytes(32);
 
