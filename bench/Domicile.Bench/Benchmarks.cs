@@ -136,7 +136,7 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
 
     /// <summary>
     /// Runs rounds for at least <see cref="Sizes.WarmUp"/> and until the JIT has stopped compiling
-    /// (at most 60 s): tiered compilation works in the background on this machine's two cores and
+    /// (at most <see cref="Sizes.MaxWarmUp"/>): tiered compilation works in the background on this machine's two cores and
     /// would otherwise be measured against whichever side has more code.
     /// </summary>
     async Task WarmUpAsync(Func<Task> round)
@@ -147,7 +147,7 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
         {
             before = System.Runtime.JitInfo.GetCompiledMethodCount();
             await round();
-        } while (warm.Elapsed < sizes.WarmUp || (System.Runtime.JitInfo.GetCompiledMethodCount() != before && warm.Elapsed < TimeSpan.FromSeconds(60)));
+        } while (warm.Elapsed < sizes.WarmUp || (System.Runtime.JitInfo.GetCompiledMethodCount() != before && warm.Elapsed < sizes.MaxWarmUp));
         log.WriteLine($"  warm-up: {warm.Elapsed.TotalSeconds:N1} s, {System.Runtime.JitInfo.GetCompiledMethodCount():N0} methods compiled so far");
     }
 

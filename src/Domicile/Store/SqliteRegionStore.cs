@@ -46,7 +46,10 @@ public sealed class SqliteRegionStore : SqlRegionStore
             await using var cmd = c.CreateCommand();
             // secure_delete overwrites freed pages so deleted ciphertext and indexes do not linger in the file.
             // Checkpoints are the checkpointer's (below), not the committing writer's; a log started
-            // over is cut back to 64 MiB.
+            // over is cut back to 64 MiB. 8 MiB of pages (SQLite's default is 2): the one writer
+            // connection keeps the upper levels of a large store's indexes, so a write at 200,000 users
+            // took 116 µs of CPU instead of 143-157 (P5, measured). Readers' caches are dropped after
+            // every other connection's write and rarely fill; at 1,000,000 users the process peaked at 221 MB.
             cmd.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864; PRAGMA cache_size=-8192;";
             await cmd.ExecuteNonQueryAsync(ct);
             Configured.AddOrUpdate(handle, handle);
