@@ -54,7 +54,15 @@ public class KeyRingTests
             {
                 while (!Volatile.Read(ref done))
                 {
-                    if (!ReferenceEquals(first, ring.Kek(1)) || ring.CurrentKek < 1) throw new InvalidOperationException("a reader saw the wrong KEK");
+                    if (!ReferenceEquals(first, ring.Kek(1))) throw new InvalidOperationException("a reader saw the wrong KEK");
+                    // The newest version may be destroyed between the two reads; nothing else may go wrong.
+                    try
+                    {
+                        if (ring.Kek(ring.CurrentKek).Length != 32) throw new InvalidOperationException("a reader saw a KEK of the wrong size");
+                    }
+                    catch (DomicileException e) when (e.Code == "key_missing")
+                    {
+                    }
                     Interlocked.Increment(ref reads[r]);
                 }
             }
@@ -62,29 +70,71 @@ public class KeyRingTests
             {
                 failures.Enqueue(e);
             }
-        })).ToList();
+        }) { IsBackground = true }).ToList();
         readers.ForEach(t => t.Start());
         var removed = new List<byte[]>();
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        // Changes go on until every reader has read many times during them (or the deadline).
-        for (long v = 2; v < 300 || (Enumerable.Range(0, reads.Length).Any(i => Interlocked.Read(ref reads[i]) < 1000) && DateTime.UtcNow < deadline); v++)
+        try
         {
-            ring.AddKek(v, RandomNumberGenerator.GetBytes(32));
-            Assert.Equal(v, ring.CurrentKek);
-            if (v > 2)
+            bool ReadersBehind() => Enumerable.Range(0, reads.Length).Any(i => Interlocked.Read(ref reads[i]) < 1000);
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            // First thousands of versions, so the map grows (and would be rebuilt under the readers
+            // were it changed in place), then all but the first destroyed, newest last.
+            long v = 2;
+            for (; v < 3000 || (ReadersBehind() && DateTime.UtcNow < deadline); v++)
             {
-                var old = ring.Kek(v - 1);
-                ring.RemoveKek(v - 1);
-                removed.Add(old);
-                Assert.Equal("key_missing", Assert.Throws<DomicileException>(() => ring.Kek(v - 1)).Code);
+                ring.AddKek(v, RandomNumberGenerator.GetBytes(32));
+                Assert.Equal(v, ring.CurrentKek);
             }
+            for (var old = 2L; old < v; old++)
+            {
+                var kek = ring.Kek(old);
+                ring.RemoveKek(old);
+                removed.Add(kek);
+                Assert.Equal("key_missing", Assert.Throws<DomicileException>(() => ring.Kek(old)).Code);
+            }
+            Assert.Equal(1, ring.CurrentKek);
         }
-        Volatile.Write(ref done, true);
-        readers.ForEach(t => t.Join());
+        finally
+        {
+            Volatile.Write(ref done, true);
+            readers.ForEach(t => t.Join());
+        }
         Assert.Empty(failures);
         Assert.All(reads, n => Assert.True(n >= 1000, $"a reader read {n} times"));
-        Assert.All(removed, k => Assert.True(Zeroed(k)));
+        Assert.All(removed, k => Assert.True(Zeroed(k))); // no lease held: zeroed at once
         Assert.False(Zeroed(first));
+    }
+
+    [Fact]
+    public void A_destroyed_kek_is_zeroed_only_once_the_last_lease_ends()
+    {
+        var ring = NewRing();
+        var kek = RandomNumberGenerator.GetBytes(32);
+        ring.AddKek(2, kek);
+        var copy = (byte[])kek.Clone();
+        Assert.True(ring.TryLease());
+        ring.RemoveKek(2);
+        Assert.Equal("key_missing", Assert.Throws<DomicileException>(() => ring.Kek(2)).Code);
+        Assert.Equal(copy, kek); // an unwrap under the lease may still be using it
+        ring.Release();
+        Assert.True(Zeroed(kek));
+    }
+
+    [Fact]
+    public void Keys_evicted_past_the_bound_under_a_lease_are_zeroed_only_when_it_ends()
+    {
+        var ring = NewRing(dekCacheLimit: 10);
+        var keys = Enumerable.Range(0, 10).Select(_ => Dek()).ToArray();
+        var copies = keys.Select(k => (byte[])k.Clone()).ToArray();
+        Assert.True(ring.TryLease());
+        for (var i = 0; i < 10; i++) ring.CacheDek("u" + i, "s", keys[i]);
+        ring.CacheDek("w", "s", Dek()); // one past the bound: one key (a tenth) evicted
+        var evicted = Enumerable.Range(0, 10).Where(i => !ring.TryGetDek("u" + i, "s", out _)).ToList();
+        Assert.Single(evicted);
+        Assert.All(Enumerable.Range(0, 10), i => Assert.Equal(copies[i], keys[i])); // the lease holder may be using it
+        ring.Release();
+        Assert.True(Zeroed(keys[evicted[0]]));
+        Assert.All(Enumerable.Range(0, 10).Except(evicted), i => Assert.Equal(copies[i], keys[i]));
     }
 
     static byte[] Dek() => RandomNumberGenerator.GetBytes(32);

@@ -72,7 +72,9 @@ internal sealed class KeyRing
             if (!keks.Remove(version, out removed)) return;
             _keks = keks;
         }
-        CryptographicOperations.ZeroMemory(removed);
+        // Zeroed like a forgotten DEK, once no operation holds a lease: a read that took the key's
+        // row before the last rewrap may still be unwrapping with it, and would report tampering.
+        Retire(removed);
     }
 
     /// <summary>Keyed HMAC so equal plaintexts can be found without storing them.</summary>

@@ -46,11 +46,8 @@ public sealed class SqliteRegionStore : SqlRegionStore
             await using var cmd = c.CreateCommand();
             // secure_delete overwrites freed pages so deleted ciphertext and indexes do not linger in the file.
             // Checkpoints are the checkpointer's (below), not the committing writer's; a log started
-            // over is cut back to 64 MiB. 8 MiB of pages (SQLite's default is 2): the one writer
-            // connection keeps the upper levels of a large store's indexes, so a write at 200,000 users
-            // took 116 µs of CPU instead of 143-157 (P5, measured). Readers' caches are dropped after
-            // every other connection's write and rarely fill; at 1,000,000 users the process peaked at 221 MB.
-            cmd.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864; PRAGMA cache_size=-8192;";
+            // over is cut back to 64 MiB.
+            cmd.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864;";
             await cmd.ExecuteNonQueryAsync(ct);
             Configured.AddOrUpdate(handle, handle);
         }
@@ -199,8 +196,22 @@ public sealed class SqliteRegionStore : SqlRegionStore
     // spread over the pool would each start cold and read their pages again.
     SqliteConnection? _writerConnection;
 
-    protected override async Task<DbConnection> RentWriterAsync(CancellationToken ct) =>
-        _writerConnection is { State: System.Data.ConnectionState.Open } c ? c : _writerConnection = (SqliteConnection)await OpenAsync(ct);
+    protected override async Task<DbConnection> RentWriterAsync(CancellationToken ct)
+    {
+        if (_writerConnection is { State: System.Data.ConnectionState.Open } c) return c;
+        c = (SqliteConnection)await OpenAsync(ct);
+        // 8 MiB of pages for the writer (SQLite's default, which readers keep, is 2): it keeps the
+        // upper levels of a large store's indexes, and a write at 200,000 users took 116 µs of CPU
+        // instead of 143-157 (P5, measured). Readers would hold as much each through a stretch
+        // without writes. (A writer given up after a failure goes back to the driver's pool and may
+        // serve reads with its 8 MiB: rare, and bounded by the pool.)
+        await using (var cmd = c.CreateCommand())
+        {
+            cmd.CommandText = "PRAGMA cache_size=-8192";
+            await cmd.ExecuteNonQueryAsync(ct);
+        }
+        return _writerConnection = c;
+    }
 
     protected override async ValueTask ReturnWriterAsync(DbConnection connection)
     {
