@@ -56,7 +56,14 @@ internal sealed class KeyRing
     public byte[] Root => _root;
 
     public byte[] Kek(long version) =>
-        _keks.TryGetValue(version, out var k) ? k : throw new DomicileException("key_missing", $"KEK version {version} is not available");
+        _keks.TryGetValue(version, out var k) ? k
+        // A read that took its key's row just before the last rewrap under a rotation: the row is
+        // rewrapped by now, so the request can be retried (503), not failed (500).
+        : _destroyedKeks.ContainsKey(version) ? throw new DomicileException("unavailable", "the region's key was rotated while this request read it; retry in a moment")
+        : throw new DomicileException("key_missing", $"KEK version {version} is not available");
+
+    // Versions destroyed while this ring was unsealed (a few a year; kept as a set for the answer above).
+    readonly ConcurrentDictionary<long, bool> _destroyedKeks = new();
 
     public void AddKek(long version, byte[] kek)
     {
@@ -70,6 +77,7 @@ internal sealed class KeyRing
         {
             var keks = new Dictionary<long, byte[]>(_keks);
             if (!keks.Remove(version, out removed)) return;
+            _destroyedKeks[version] = true;
             _keks = keks;
         }
         // Zeroed like a forgotten DEK, once no operation holds a lease: a read that took the key's
