@@ -397,6 +397,13 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         }
     }
 
+    /// <summary>Points every region but the two of the move at the users' new home.</summary>
+    async Task PointOtherDirectoriesAsync(IReadOnlyList<string> users, Region from, Region to)
+    {
+        foreach (var other in deployment.Regions.Values.Where(r => r != from && r != to))
+            await other.PointDirectoryAsync(users, to.Id);
+    }
+
     async Task AtStepAsync(string step, IEnumerable<string> users)
     {
         if (_options.AtStep is { } hook)
@@ -509,8 +516,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         await to.SetUsersStateAsync(verified, UserStates.Active, actor, "migration.switch", movedTo: to.Id,
             alongside: tx => JournalLinesAsync(tx, id, verified, "switched", from, to));
         await AtStepAsync("switched", verified);
-        foreach (var other in deployment.Regions.Values.Where(r => r != from && r != to))
-            await other.PointDirectoryAsync(verified, to.Id);
+        await PointOtherDirectoriesAsync(verified, from, to);
         await from.PurgeMovedUsersAsync(verified, to.Id, actor);
         await JournalGroup(id, verified, "purged", from, to);
         foreach (var userId in verified) count(userId, digests[userId]);
@@ -672,8 +678,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
                 // The source gave the user up (only ever after a verified copy) before a crash that
                 // lost the rest of the switch: complete it from the destination's verified copy.
                 if (arrived.State != UserStates.Active) await to.SetUserStateAsync(userId, UserStates.Active, actor, "migration.switch", movedTo: to.Id);
-                foreach (var other in deployment.Regions.Values.Where(r => r != from && r != to))
-                    await other.PointDirectoryAsync([userId], to.Id);
+                await PointOtherDirectoriesAsync([userId], from, to);
                 await Journal(id, userId, "switched", from, to);
                 return await FinishAsync(id, actor, userId, from, to, await to.DigestUserAsync(userId));
             }
@@ -702,8 +707,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         }
         // The switch is journaled with the destination's own: a crash may have come before the
         // other regions were pointed at the new home.
-        foreach (var other in deployment.Regions.Values.Where(r => r != from && r != to))
-            await other.PointDirectoryAsync([userId], to.Id);
+        await PointOtherDirectoriesAsync([userId], from, to);
         var digest = await to.DigestUserAsync(userId);
         return await FinishAsync(id, actor, userId, from, to, digest);
     }
