@@ -24,6 +24,8 @@ internal sealed class KeyRing
     // workers on two cores spent 6 % of their time spinning for it (200,000 users, measured).
     volatile Dictionary<long, byte[]> _keks;
     readonly Lock _kekChange = new();
+    // Versions destroyed while this ring was unsealed (a few a year), for Kek's answer to a read that raced the destruction.
+    readonly ConcurrentDictionary<long, bool> _destroyedKeks = new();
     readonly byte[] _blindKey;
     readonly ConcurrentDictionary<(string User, string Service), byte[]> _deks = new();
     // The dictionary's own Count takes every one of its locks; a miss at 1,000,000 users checks the bound each time.
@@ -61,9 +63,6 @@ internal sealed class KeyRing
         // rewrapped by now, so the request can be retried (503), not failed (500).
         : _destroyedKeks.ContainsKey(version) ? throw new DomicileException("unavailable", "the region's key was rotated while this request read it; retry in a moment")
         : throw new DomicileException("key_missing", $"KEK version {version} is not available");
-
-    // Versions destroyed while this ring was unsealed (a few a year; kept as a set for the answer above).
-    readonly ConcurrentDictionary<long, bool> _destroyedKeks = new();
 
     public void AddKek(long version, byte[] kek)
     {
