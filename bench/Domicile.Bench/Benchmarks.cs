@@ -109,14 +109,18 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
         var rates = series.Select(_ => new List<double>()).ToArray();
         var cpu = series.Select(_ => new List<double>()).ToArray();
         var system = series.Select(_ => new List<double>()).ToArray();
+        var io = series.Select(_ => new List<(double Bytes, double Writes, double Reads)>()).ToArray();
         using var me = Process.GetCurrentProcess();
         for (var i = 0; i < sizes.Rounds; i++)
             for (var k = 0; k < series.Length; k++)
             {
                 me.Refresh();
                 var (cpu0, system0) = (me.TotalProcessorTime, me.PrivilegedProcessorTime);
+                var io0 = IoCounters();
                 var (ops, time) = await series[k].Round();
+                var io1 = IoCounters();
                 me.Refresh();
+                io[k].Add(((io1.Written - io0.Written) / (double)ops, (io1.Writes - io0.Writes) / (double)ops, (io1.Reads - io0.Reads) / (double)ops));
                 cpu[k].Add((me.TotalProcessorTime - cpu0).TotalMicroseconds / ops);
                 system[k].Add((me.PrivilegedProcessorTime - system0).TotalMicroseconds / ops);
                 rates[k].Add(ops / time.TotalSeconds);
@@ -129,9 +133,23 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             rates[k].Sort();
             medians[k] = rates[k][rates[k].Count / 2];
             log.WriteLine($"  {series[k].What}: {cpu[k][cpu[k].Count / 2]:N1} µs of this process's CPU per operation, {system[k][system[k].Count / 2]:N1} of them in the kernel");
+            io[k].Sort();
+            var (bytes, writes, reads) = io[k][io[k].Count / 2];
+            if (bytes > 0) log.WriteLine($"  {series[k].What}: {bytes / 1024:N1} KiB written per operation in {writes:N2} write calls, and {reads:N2} read calls");
             log.WriteLine($"  {series[k].What}: {medians[k]:N0}/s (rounds {string.Join(", ", rates[k].Select(r => r.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)))})");
         }
         return medians;
+    }
+
+    /// <summary>
+    /// This process's bytes written and its write and read calls, from Linux's /proc/self/io (zeros
+    /// elsewhere): the kernel's share of a write is mostly its bytes and calls.
+    /// </summary>
+    static (long Written, long Writes, long Reads) IoCounters()
+    {
+        if (!File.Exists("/proc/self/io")) return (0, 0, 0);
+        var values = File.ReadAllLines("/proc/self/io").Select(l => l.Split(':', 2)).ToDictionary(p => p[0], p => long.Parse(p[1].Trim(), System.Globalization.CultureInfo.InvariantCulture));
+        return (values["wchar"], values["syscw"], values["syscr"]);
     }
 
     /// <summary>
