@@ -66,10 +66,17 @@ public sealed partial class Region
     }
 
     byte[] HeadAad(string user, string service, string collection, byte[] keyIndex, long version) =>
-        Sealing.Aad("item-head", Id, user, service, collection, Convert.ToHexString(keyIndex), version.ToString(CultureInfo.InvariantCulture));
+        HeadAad(user, service, collection, Convert.ToHexString(keyIndex), version.ToString(CultureInfo.InvariantCulture));
 
     byte[] ContentAad(string user, string service, string collection, byte[] keyIndex, long version) =>
-        Sealing.Aad("item-content", Id, user, service, collection, Convert.ToHexString(keyIndex), version.ToString(CultureInfo.InvariantCulture));
+        ContentAad(user, service, collection, Convert.ToHexString(keyIndex), version.ToString(CultureInfo.InvariantCulture));
+
+    // The same from the key index's hex and the version's text, made once for both of an item's seals.
+    byte[] HeadAad(string user, string service, string collection, string keyIndexHex, string version) =>
+        Sealing.Aad("item-head", Id, user, service, collection, keyIndexHex, version);
+
+    byte[] ContentAad(string user, string service, string collection, string keyIndexHex, string version) =>
+        Sealing.Aad("item-content", Id, user, service, collection, keyIndexHex, version);
 
     byte[] ChunkAad(string user, string service, string blobId, int index, bool last) =>
         Sealing.Aad("chunk", Id, user, service, blobId, index.ToString(CultureInfo.InvariantCulture), last ? "last" : "more");
@@ -78,18 +85,38 @@ public sealed partial class Region
 
     static byte[] EncodeHead(Head h)
     {
-        var buffer = new System.Buffers.ArrayBufferWriter<byte>(128 + h.Key.Length * 3);
-        using (var w = new Utf8JsonWriter(buffer))
+        using var encoder = new HeadEncoder();
+        return encoder.Encode(h);
+    }
+
+    /// <summary>
+    /// Encodes many heads (a batch) with one JSON writer: a writer made per head took half of an
+    /// encoding's time. Its buffer is cleared after each head and when it is disposed.
+    /// </summary>
+    sealed class HeadEncoder : IDisposable
+    {
+        readonly System.Buffers.ArrayBufferWriter<byte> _buffer = new(256);
+        readonly Utf8JsonWriter _writer;
+
+        public HeadEncoder() => _writer = new Utf8JsonWriter(_buffer);
+
+        public byte[] Encode(Head h)
         {
-            w.WriteStartObject();
-            w.WriteString("k", h.Key);
-            w.WriteString("t", h.ContentType);
-            if (h.BlobId is null) w.WriteNull("b"); else w.WriteString("b", h.BlobId);
-            w.WriteNumber("n", h.Chunks);
-            w.WriteString("d", h.Digest);
-            w.WriteEndObject();
+            _writer.Reset(_buffer);
+            _writer.WriteStartObject();
+            _writer.WriteString("k", h.Key);
+            _writer.WriteString("t", h.ContentType);
+            if (h.BlobId is null) _writer.WriteNull("b"); else _writer.WriteString("b", h.BlobId);
+            _writer.WriteNumber("n", h.Chunks);
+            _writer.WriteString("d", h.Digest);
+            _writer.WriteEndObject();
+            _writer.Flush();
+            var encoded = _buffer.WrittenSpan.ToArray();
+            _buffer.Clear();
+            return encoded;
         }
-        return buffer.WrittenSpan.ToArray();
+
+        public void Dispose() => _writer.Dispose();
     }
 
     static Head DecodeHead(byte[] json)
@@ -252,22 +279,25 @@ public sealed partial class Region
             var first = await BeginUserWriteAsync(tx, userId, items.Count) - items.Count + 1;
             if (!Active(await tx.GetConsentStateAsync(userId, service), svc)) throw ConsentRequired(service);
             var dek = await DekAsync(ring, tx, userId, service) ?? throw ConsentRequired(service);
-            var indexes = items.Select(i => ring.BlindIndex("item", userId, service, i.Collection, i.Key)).ToList();
-            if (indexes.Select(Convert.ToHexString).Distinct().Count() != indexes.Count)
+            var indexes = items.Select(i => ring.BlindIndex("item", userId, service, i.Collection, i.Key)).ToArray();
+            var hexes = Array.ConvertAll(indexes, Convert.ToHexString);
+            if (new HashSet<string>(hexes).Count != hexes.Length)
                 throw DomicileException.Invalid("a batch names the same item twice");
             var rows = new List<ItemRow>(items.Count);
             var now = NowMs;
             using var sealer = new Sealing.Sealer(dek);
+            using var heads = new HeadEncoder();
+            Span<byte> digest = stackalloc byte[SHA256.HashSizeInBytes];
             for (var n = 0; n < items.Count; n++)
             {
                 var i = items[n];
                 var version = first + n;
-                var keyIndex = indexes[n];
+                var versionText = version.ToString(CultureInfo.InvariantCulture);
                 var contentType = string.IsNullOrWhiteSpace(i.ContentType) ? "application/octet-stream" : i.ContentType;
-                var digest = Convert.ToHexStringLower(SHA256.HashData(i.Content));
-                var head = sealer.Seal(EncodeHead(new Head(i.Key, contentType, null, 0, digest)), HeadAad(userId, service, i.Collection, keyIndex, version));
-                var content = sealer.Seal(i.Content, ContentAad(userId, service, i.Collection, keyIndex, version));
-                rows.Add(new ItemRow(userId, service, i.Collection, keyIndex, head, content, null, i.Content.Length, version, false, now, now));
+                SHA256.HashData(i.Content, digest);
+                var head = sealer.Seal(heads.Encode(new Head(i.Key, contentType, null, 0, Convert.ToHexStringLower(digest))), HeadAad(userId, service, i.Collection, hexes[n], versionText));
+                var content = sealer.Seal(i.Content, ContentAad(userId, service, i.Collection, hexes[n], versionText));
+                rows.Add(new ItemRow(userId, service, i.Collection, indexes[n], head, content, null, i.Content.Length, version, false, now, now));
             }
             var created = await WriteItemRowsAsync(tx, userId, rows);
             var results = items.Select((i, n) => new PutResult(created[n], ETagOf(first + n), i.Content.Length)).ToList();

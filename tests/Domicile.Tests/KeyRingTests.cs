@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using CsCheck;
 using Domicile.Keys;
 
 namespace Domicile.Tests;
@@ -8,6 +9,31 @@ public class KeyRingTests
 {
     static KeyRing NewRing(int dekCacheLimit = KeyRing.DefaultDekCacheLimit) => new(RandomNumberGenerator.GetBytes(32), new Dictionary<long, byte[]> { [1] = RandomNumberGenerator.GetBytes(32) },
         RandomNumberGenerator.GetBytes(32), ECDsa.Create(ECCurve.NamedCurves.nistP256), "test-000000000000", dekCacheLimit);
+
+    [Fact]
+    public void Blind_indexes_from_reused_hmacs_equal_a_fresh_hmac_from_many_threads_and_none_survives_the_wipe()
+    {
+        var blindKey = RandomNumberGenerator.GetBytes(32);
+        var ring = new KeyRing(RandomNumberGenerator.GetBytes(32), new Dictionary<long, byte[]> { [1] = RandomNumberGenerator.GetBytes(32) },
+            (byte[])blindKey.Clone(), ECDsa.Create(ECCurve.NamedCurves.nistP256), "test-000000000000");
+        var inputs = Gen.String[Gen.Char, 0, 20].Array[1, 6].Array[3000].Single();
+        var expected = inputs.Select(parts => HMACSHA256.HashData(blindKey, Sealing.Aad(parts))).ToArray();
+        // More threads than the ring keeps HMACs for: some are made and dropped, the rest passed around.
+        var wrong = new int[12];
+        Parallel.For(0, wrong.Length, new ParallelOptions { MaxDegreeOfParallelism = wrong.Length }, t =>
+        {
+            for (var i = 0; i < inputs.Length; i++)
+            {
+                var n = (i + t * 250) % inputs.Length;
+                if (!ring.BlindIndex(inputs[n]).AsSpan().SequenceEqual(expected[n])) wrong[t]++;
+            }
+        });
+        Assert.All(wrong, w => Assert.Equal(0, w));
+
+        // Once wiped, no kept HMAC answers with the old key.
+        ring.BeginSeal();
+        Assert.False(ring.BlindIndex(inputs[0]).AsSpan().SequenceEqual(expected[0]));
+    }
 
     [Fact]
     public void The_cache_keeps_to_its_bound_counting_forgotten_and_duplicate_keys_right()

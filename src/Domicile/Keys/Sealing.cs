@@ -84,7 +84,7 @@ public static class Sealing
     }
 
     /// <summary>Unambiguous associated data: each part length-prefixed.</summary>
-    public static byte[] Aad(params string[] parts)
+    public static byte[] Aad(params ReadOnlySpan<string> parts)
     {
         var size = 0;
         foreach (var p in parts) size += 4 + Encoding.UTF8.GetByteCount(p);
