@@ -525,6 +525,7 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             if (!measuring) log.WriteLine($"  the plain copy moves {rows:N0} rows, {items:N0} of them items");
             var plainRate = items / sw.Elapsed.TotalSeconds;
 
+            if (measuring) Profiler("enable");
             sw.Restart();
             var migrator = new Migrator(d);
             var state = await migrator.Run(await migrator.StartAsync(new MigrationRequest("IN", null, "in-mumbai")));
@@ -534,6 +535,7 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
                 await using var c = await RawConnectionAsync(region);
                 await CheckpointAsync(c);
             }
+            if (measuring) Profiler("disable");
             if (state.Failed > 0 || state.Items != items) throw new InvalidOperationException($"migration moved {state.Items} of {items} items, {state.Failed} failed");
             var oursRate = items / sw.Elapsed.TotalSeconds;
             if (!measuring) return;
@@ -541,6 +543,15 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             ours.Add(oursRate);
             log.WriteLine($"  round {ours.Count}: {items} items; migration {oursRate:N0}/s, plain copy {plainRate:N0}/s");
         }
+    }
+
+    /// <summary>
+    /// With DOMICILE_BENCH_PERF_CTL naming the control FIFO of a <c>perf record -D -1 --control fifo:…</c>,
+    /// P3 records only its measured migrations, without the seeding and the plain copy around them.
+    /// </summary>
+    static void Profiler(string command)
+    {
+        if (Environment.GetEnvironmentVariable("DOMICILE_BENCH_PERF_CTL") is { Length: > 0 } fifo) File.AppendAllText(fifo, command + "\n");
     }
 
     // ---- P5 ----------------------------------------------------------------------------------
