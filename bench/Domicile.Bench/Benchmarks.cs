@@ -109,7 +109,8 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
         var rates = series.Select(_ => new List<double>()).ToArray();
         var cpu = series.Select(_ => new List<double>()).ToArray();
         var system = series.Select(_ => new List<double>()).ToArray();
-        var io = series.Select(_ => new List<(double Bytes, double Writes, double Reads)>()).ToArray();
+        var io = series.Select(_ => new List<(double Bytes, double Writes, double Reads, double FromDisk)>()).ToArray();
+        var gc = series.Select(_ => new List<double>()).ToArray();
         using var me = Process.GetCurrentProcess();
         for (var i = 0; i < sizes.Rounds; i++)
             for (var k = 0; k < series.Length; k++)
@@ -117,10 +118,12 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
                 me.Refresh();
                 var (cpu0, system0) = (me.TotalProcessorTime, me.PrivilegedProcessorTime);
                 var io0 = IoCounters();
+                var paused = GC.GetTotalPauseDuration();
                 var (ops, time) = await series[k].Round();
+                gc[k].Add((GC.GetTotalPauseDuration() - paused) / time);
                 var io1 = IoCounters();
                 me.Refresh();
-                io[k].Add(((io1.Written - io0.Written) / (double)ops, (io1.Writes - io0.Writes) / (double)ops, (io1.Reads - io0.Reads) / (double)ops));
+                io[k].Add(((io1.Written - io0.Written) / (double)ops, (io1.Writes - io0.Writes) / (double)ops, (io1.Reads - io0.Reads) / (double)ops, (io1.FromDisk - io0.FromDisk) / (double)ops));
                 cpu[k].Add((me.TotalProcessorTime - cpu0).TotalMicroseconds / ops);
                 system[k].Add((me.PrivilegedProcessorTime - system0).TotalMicroseconds / ops);
                 rates[k].Add(ops / time.TotalSeconds);
@@ -132,24 +135,26 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             system[k].Sort();
             rates[k].Sort();
             medians[k] = rates[k][rates[k].Count / 2];
-            log.WriteLine($"  {series[k].What}: {cpu[k][cpu[k].Count / 2]:N1} µs of this process's CPU per operation, {system[k][system[k].Count / 2]:N1} of them in the kernel");
+            gc[k].Sort();
+            log.WriteLine($"  {series[k].What}: {cpu[k][cpu[k].Count / 2]:N1} µs of this process's CPU per operation, {system[k][system[k].Count / 2]:N1} of them in the kernel; {gc[k][gc[k].Count / 2]:P1} of the time in GC pauses");
             io[k].Sort();
-            var (bytes, writes, reads) = io[k][io[k].Count / 2];
-            if (bytes > 0) log.WriteLine($"  {series[k].What}: {bytes / 1024:N1} KiB written per operation in {writes:N2} write calls, and {reads:N2} read calls");
+            var (bytes, writes, reads, fromDisk) = io[k][io[k].Count / 2];
+            if (bytes > 0) log.WriteLine($"  {series[k].What}: {bytes / 1024:N1} KiB written per operation in {writes:N2} write calls, and {reads:N2} read calls ({fromDisk / 1024:N1} KiB of them from the disk, not the kernel's cache)");
             log.WriteLine($"  {series[k].What}: {medians[k]:N0}/s (rounds {string.Join(", ", rates[k].Select(r => r.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)))})");
         }
         return medians;
     }
 
     /// <summary>
-    /// This process's bytes written and its write and read calls, from Linux's /proc/self/io (zeros
-    /// elsewhere): the kernel's share of a write is mostly its bytes and calls.
+    /// This process's bytes written, its write and read calls, and the bytes its reads took from the
+    /// disk itself, from Linux's /proc/self/io (zeros elsewhere): the kernel's share of a write is
+    /// mostly its bytes and calls, and a read that misses the kernel's cache waits for the disk.
     /// </summary>
-    static (long Written, long Writes, long Reads) IoCounters()
+    static (long Written, long Writes, long Reads, long FromDisk) IoCounters()
     {
-        if (!File.Exists("/proc/self/io")) return (0, 0, 0);
+        if (!File.Exists("/proc/self/io")) return (0, 0, 0, 0);
         var values = File.ReadAllLines("/proc/self/io").Select(l => l.Split(':', 2)).ToDictionary(p => p[0], p => long.Parse(p[1].Trim(), System.Globalization.CultureInfo.InvariantCulture));
-        return (values["wchar"], values["syscw"], values["syscr"]);
+        return (values["wchar"], values["syscw"], values["syscr"], values["read_bytes"]);
     }
 
     /// <summary>
@@ -493,6 +498,7 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
         var plain = new List<double>();
         // Warm-up rounds (both sides) until the JIT is quiet, then the measured ones.
         var measuring = false;
+        var told = false;
         await WarmUpAsync(Round);
         measuring = true;
         for (var round = 0; round < Math.Min(3, sizes.Rounds); round++) await Round();
@@ -522,10 +528,13 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
                 foreach (var table in UserTables) rows += await PlainCopyAsync(src, dst, table);
                 await CheckpointAsync(dst);
             }
-            if (!measuring) log.WriteLine($"  the plain copy moves {rows:N0} rows, {items:N0} of them items");
+            if (!told) log.WriteLine($"  the plain copy moves {rows:N0} rows, {items:N0} of them items");
+            told = true;
             var plainRate = items / sw.Elapsed.TotalSeconds;
 
             if (measuring) Profiler("enable");
+            using var me = Process.GetCurrentProcess();
+            var (cpu0, paused) = (me.TotalProcessorTime, GC.GetTotalPauseDuration());
             sw.Restart();
             var migrator = new Migrator(d);
             var state = await migrator.Run(await migrator.StartAsync(new MigrationRequest("IN", null, "in-mumbai")));
@@ -539,9 +548,10 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             if (state.Failed > 0 || state.Items != items) throw new InvalidOperationException($"migration moved {state.Items} of {items} items, {state.Failed} failed");
             var oursRate = items / sw.Elapsed.TotalSeconds;
             if (!measuring) return;
+            me.Refresh();
             plain.Add(plainRate);
             ours.Add(oursRate);
-            log.WriteLine($"  round {ours.Count}: {items} items; migration {oursRate:N0}/s, plain copy {plainRate:N0}/s");
+            log.WriteLine($"  round {ours.Count}: {items} items; migration {oursRate:N0}/s, plain copy {plainRate:N0}/s; the migration kept {(me.TotalProcessorTime - cpu0) / sw.Elapsed:N2} cores busy, {(GC.GetTotalPauseDuration() - paused) / sw.Elapsed:P1} of its time in GC pauses");
         }
     }
 

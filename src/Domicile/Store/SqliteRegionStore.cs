@@ -9,8 +9,10 @@ public sealed class SqliteRegionStore : SqlRegionStore
     readonly string _connectionString;
     // One writer at a time inside this process; BEGIN IMMEDIATE covers other processes.
     readonly SemaphoreSlim _writer = new(1, 1);
-    // Started by the first write: a store only read (a status command) never needs one.
-    readonly Lazy<WalCheckpointer> _checkpointer;
+    // Started by the first write: a store only read (a status command) never needs one. Not a
+    // Lazy: it would keep a failure to start the thread and throw it after every later commit.
+    WalCheckpointer? _checkpointer;
+    readonly Lock _checkpointerStart = new();
 
     public SqliteRegionStore(string folder)
     {
@@ -22,7 +24,6 @@ public sealed class SqliteRegionStore : SqlRegionStore
             Pooling = true,
             DefaultTimeout = 30,
         }.ToString();
-        _checkpointer = new(() => new WalCheckpointer(_connectionString, _writer));
     }
 
     static readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, object> Configured = new();
@@ -166,7 +167,26 @@ public sealed class SqliteRegionStore : SqlRegionStore
 
     protected override void Committed()
     {
-        if (!_disposed) _checkpointer.Value.Wrote();
+        if (_disposed) return;
+        var checkpointer = Volatile.Read(ref _checkpointer);
+        if (checkpointer is null)
+        {
+            try
+            {
+                lock (_checkpointerStart)
+                {
+                    if (_disposed) return;
+                    checkpointer = _checkpointer ??= new WalCheckpointer(_connectionString, _writer);
+                }
+            }
+            catch (Exception e) when (e is OutOfMemoryException or ThreadStartException)
+            {
+                // No thread to be had now: the write has committed all the same, and the next
+                // commit tries again (the log waits for a copier meanwhile).
+                return;
+            }
+        }
+        checkpointer.Wrote();
     }
 
     protected override bool IsTransient(DbException e) => IsBusy(e);
@@ -269,7 +289,7 @@ public sealed class SqliteRegionStore : SqlRegionStore
         // The writer connection may be in use: wait (a while) for the write to end before closing it.
         var turn = await _writer.WaitAsync(TimeSpan.FromSeconds(10));
         // With no write under way the last checkpoint can end (it is cancelled if it waits for the turn).
-        if (_checkpointer.IsValueCreated) _checkpointer.Value.Dispose();
+        lock (_checkpointerStart) _checkpointer?.Dispose();
         if (_writerConnection is { } w) await DisposeConnectionAsync(w);
         _writerConnection = null;
         if (turn) _writer.Release();
