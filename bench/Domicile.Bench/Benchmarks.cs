@@ -137,8 +137,12 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             medians[k] = rates[k][rates[k].Count / 2];
             gc[k].Sort();
             log.WriteLine($"  {series[k].What}: {cpu[k][cpu[k].Count / 2]:N1} µs of this process's CPU per operation, {system[k][system[k].Count / 2]:N1} of them in the kernel; {gc[k][gc[k].Count / 2]:P1} of the time in GC pauses");
-            io[k].Sort();
-            var (bytes, writes, reads, fromDisk) = io[k][io[k].Count / 2];
+            double Median(Func<(double Bytes, double Writes, double Reads, double FromDisk), double> of)
+            {
+                var values = io[k].Select(of).Order().ToList();
+                return values[values.Count / 2];
+            }
+            var (bytes, writes, reads, fromDisk) = (Median(x => x.Bytes), Median(x => x.Writes), Median(x => x.Reads), Median(x => x.FromDisk));
             if (bytes > 0) log.WriteLine($"  {series[k].What}: {bytes / 1024:N1} KiB written per operation in {writes:N2} write calls, and {reads:N2} read calls ({fromDisk / 1024:N1} KiB of them from the disk, not the kernel's cache)");
             log.WriteLine($"  {series[k].What}: {medians[k]:N0}/s (rounds {string.Join(", ", rates[k].Select(r => r.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)))})");
         }
@@ -154,7 +158,7 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
     {
         if (!File.Exists("/proc/self/io")) return (0, 0, 0, 0);
         var values = File.ReadAllLines("/proc/self/io").Select(l => l.Split(':', 2)).ToDictionary(p => p[0], p => long.Parse(p[1].Trim(), System.Globalization.CultureInfo.InvariantCulture));
-        return (values["wchar"], values["syscw"], values["syscr"], values["read_bytes"]);
+        return (values["wchar"], values["syscw"], values["syscr"], values.GetValueOrDefault("read_bytes")); // without storage accounting, no read_bytes
     }
 
     /// <summary>

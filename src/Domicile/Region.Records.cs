@@ -91,7 +91,7 @@ public sealed partial class Region
 
     /// <summary>
     /// Encodes many heads (a batch) with one JSON writer: a writer made per head took half of an
-    /// encoding's time. Its buffer is cleared after each head and when it is disposed.
+    /// encoding's time. Its buffer (plaintext) is cleared after each head and when it is disposed.
     /// </summary>
     sealed class HeadEncoder : IDisposable
     {
@@ -116,7 +116,11 @@ public sealed partial class Region
             return encoded;
         }
 
-        public void Dispose() => _writer.Dispose();
+        public void Dispose()
+        {
+            _writer.Dispose(); // flushes what a failed encoding left, then that is cleared too
+            _buffer.Clear();
+        }
     }
 
     static Head DecodeHead(byte[] json)

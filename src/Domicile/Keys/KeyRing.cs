@@ -30,7 +30,7 @@ internal sealed class KeyRing
     // HMACs keyed with the blind key, kept for reuse: a one-shot HMAC looks its algorithm up in
     // OpenSSL again on every call (3 µs against 0.8; a migration makes one per item). A few slots,
     // taken and given back without a lock; freed with the other keys when the ring is wiped.
-    readonly IncrementalHash?[] _blinders = new IncrementalHash?[Math.Max(4, Environment.ProcessorCount * 2)];
+    readonly IncrementalHash?[] _blinders;
     readonly ConcurrentDictionary<(string User, string Service), byte[]> _deks = new();
     // The dictionary's own Count takes every one of its locks; a miss at 1,000,000 users checks the bound each time.
     int _dekCount, _evicting;
@@ -42,9 +42,10 @@ internal sealed class KeyRing
     const long SealingBit = 1L << 62;
     bool _wiped;
 
-    public KeyRing(byte[] root, Dictionary<long, byte[]> keks, byte[] blindKey, ECDsa signing, string kid, int dekCacheLimit = DefaultDekCacheLimit)
+    public KeyRing(byte[] root, Dictionary<long, byte[]> keks, byte[] blindKey, ECDsa signing, string kid, int dekCacheLimit = DefaultDekCacheLimit, int hmacSlots = 0)
     {
         _root = root;
+        _blinders = new IncrementalHash?[hmacSlots > 0 ? hmacSlots : Math.Max(4, Environment.ProcessorCount * 2)];
         _keks = new(keks);
         _dekCacheLimit = dekCacheLimit;
         _blindKey = blindKey;
@@ -91,8 +92,9 @@ internal sealed class KeyRing
     /// <summary>Keyed HMAC so equal plaintexts can be found without storing them.</summary>
     public byte[] BlindIndex(params ReadOnlySpan<string> parts)
     {
+        var data = Sealing.Aad(parts); // before renting: a throw here must not strand a keyed HMAC
         var hmac = RentBlinder() ?? IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, _blindKey);
-        hmac.AppendData(Sealing.Aad(parts));
+        hmac.AppendData(data);
         var index = hmac.GetHashAndReset();
         ReturnBlinder(hmac);
         return index;
@@ -108,7 +110,12 @@ internal sealed class KeyRing
     void ReturnBlinder(IncrementalHash hmac)
     {
         for (var i = 0; i < _blinders.Length; i++)
-            if (Interlocked.CompareExchange(ref _blinders[i], hmac, null) is null) return;
+            if (Interlocked.CompareExchange(ref _blinders[i], hmac, null) is null)
+            {
+                // A use after the wipe (against the lease rule) must not leave a keyed HMAC behind it.
+                if (Volatile.Read(ref _wiped)) Interlocked.Exchange(ref _blinders[i], null)?.Dispose();
+                return;
+            }
         hmac.Dispose();
     }
 
@@ -210,7 +217,7 @@ internal sealed class KeyRing
     void Wipe()
     {
         if (_wiped) return;
-        _wiped = true;
+        Volatile.Write(ref _wiped, true);
         CryptographicOperations.ZeroMemory(_root);
         CryptographicOperations.ZeroMemory(_blindKey);
         for (var i = 0; i < _blinders.Length; i++) Interlocked.Exchange(ref _blinders[i], null)?.Dispose();
