@@ -303,6 +303,10 @@ public abstract class RegionContract(string engine)
         }
         var feed = await r.ChangesAsync(u.UserId, null, 1000);
         Assert.Equal(120, feed.Changes.Count);
+        // The new rows are stored live, inline, created as they were updated (k0 keeps its own
+        // creation, counted only when that fell in the same millisecond), each with its content's size ("v0" to "v119").
+        Assert.InRange(await RawSql.CountAsync(r.Config.Store,
+            "SELECT COUNT(*) FROM items WHERE deleted = 0 AND blob_id IS NULL AND content IS NOT NULL AND created_at = updated_at AND size BETWEEN 2 AND 4"), 119, 120);
 
         // Over a deleted item, a large one (its chunks go) and a plain one: created, replaced, replaced.
         await r.DeleteAsync(u.UserId, "cloud-sync", "contacts", "k2");

@@ -324,6 +324,18 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
         """;
 
     static readonly string UpsertRowSql = ItemRowSql(ItemUpdate), InsertRowSql = ItemRowSql("DO NOTHING");
+
+    // A sync upload's usual row (live, content inline, created as it is updated) binds nine values,
+    // not twelve: each bound parameter is found by name and converted on every execution.
+    const string InsertFreshRowSql = $"""
+        INSERT INTO items ({ItemColumns}) VALUES (@u, @s, @c, @k, @h, @ct, NULL, @sz, @v, 0, @ca, @ca)
+        ON CONFLICT (user_id, service, collection, key_index) DO NOTHING
+        """;
+
+    static bool Fresh(ItemRow i) => !i.Deleted && i.BlobId is null && i.CreatedAt == i.UpdatedAt;
+
+    static (string, object?)[] FreshItemArgs(ItemRow i) =>
+        [("u", i.UserId), ("s", i.Service), ("c", i.Collection), ("k", i.KeyIndex), ("h", i.Head), ("ct", i.Content), ("sz", i.Size), ("v", i.Version), ("ca", i.CreatedAt)];
     static readonly string UpsertArraySql = ItemArraySql(ItemUpdate), InsertArraySql = ItemArraySql("DO NOTHING RETURNING collection, key_index");
 
     static (string, object?)[] ItemArgs(ItemRow i) =>
@@ -363,7 +375,7 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
         if (perStatement == 1)
         {
             for (var n = 0; n < rows.Count; n++)
-                if (await Exec(InsertRowSql, ItemArgs(rows[n])) == 0) present.Add(n);
+                if (await (Fresh(rows[n]) ? Exec(InsertFreshRowSql, FreshItemArgs(rows[n])) : Exec(InsertRowSql, ItemArgs(rows[n]))) == 0) present.Add(n);
             return present;
         }
         for (var at = 0; at < rows.Count; at += perStatement)
