@@ -364,11 +364,12 @@ public sealed partial class Region
     ItemRow SealItem(KeyRing ring, Sealing.Sealer sealer, string userId, PackagedItem item)
     {
         var keyIndex = ring.BlindIndex("item", userId, item.Service, item.Collection, item.Key);
+        var (keyIndexHex, version) = (Convert.ToHexString(keyIndex), item.Version.ToString(System.Globalization.CultureInfo.InvariantCulture));
         var content = item.Content ?? [];
         var digest = item.Deleted ? "" : Convert.ToHexStringLower(SHA256.HashData(content));
         var head = sealer.Seal(EncodeHead(new Head(item.Key, item.Deleted ? "" : item.ContentType, null, 0, digest)),
-            HeadAad(userId, item.Service, item.Collection, keyIndex, item.Version));
-        var sealedContent = item.Deleted ? null : sealer.Seal(content, ContentAad(userId, item.Service, item.Collection, keyIndex, item.Version));
+            HeadAad(userId, item.Service, item.Collection, keyIndexHex, version));
+        var sealedContent = item.Deleted ? null : sealer.Seal(content, ContentAad(userId, item.Service, item.Collection, keyIndexHex, version));
         return new ItemRow(userId, item.Service, item.Collection, keyIndex, head, sealedContent, null,
             item.Deleted ? 0 : content.Length, item.Version, item.Deleted, item.CreatedAt, item.UpdatedAt);
     }
