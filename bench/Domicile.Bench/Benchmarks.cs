@@ -129,20 +129,17 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
                 rates[k].Add(ops / time.TotalSeconds);
             }
         var medians = new double[series.Length];
+        static double Median(IEnumerable<double> values)
+        {
+            var sorted = values.Order().ToList();
+            return sorted[sorted.Count / 2];
+        }
         for (var k = 0; k < series.Length; k++)
         {
-            cpu[k].Sort();
-            system[k].Sort();
             rates[k].Sort();
             medians[k] = rates[k][rates[k].Count / 2];
-            gc[k].Sort();
-            log.WriteLine($"  {series[k].What}: {cpu[k][cpu[k].Count / 2]:N1} µs of this process's CPU per operation, {system[k][system[k].Count / 2]:N1} of them in the kernel; {gc[k][gc[k].Count / 2]:P1} of the time in GC pauses");
-            double Median(Func<(double Bytes, double Writes, double Reads, double FromDisk), double> of)
-            {
-                var values = io[k].Select(of).Order().ToList();
-                return values[values.Count / 2];
-            }
-            var (bytes, writes, reads, fromDisk) = (Median(x => x.Bytes), Median(x => x.Writes), Median(x => x.Reads), Median(x => x.FromDisk));
+            log.WriteLine($"  {series[k].What}: {Median(cpu[k]):N1} µs of this process's CPU per operation, {Median(system[k]):N1} of them in the kernel; {Median(gc[k]):P1} of the time in GC pauses");
+            var (bytes, writes, reads, fromDisk) = (Median(io[k].Select(x => x.Bytes)), Median(io[k].Select(x => x.Writes)), Median(io[k].Select(x => x.Reads)), Median(io[k].Select(x => x.FromDisk)));
             if (bytes > 0) log.WriteLine($"  {series[k].What}: {bytes / 1024:N1} KiB written per operation in {writes:N2} write calls, and {reads:N2} read calls ({fromDisk / 1024:N1} KiB of them from the disk, not the kernel's cache)");
             log.WriteLine($"  {series[k].What}: {medians[k]:N0}/s (rounds {string.Join(", ", rates[k].Select(r => r.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)))})");
         }

@@ -324,6 +324,13 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
         """;
 
     static readonly string UpsertRowSql = ItemRowSql(ItemUpdate), InsertRowSql = ItemRowSql("DO NOTHING");
+    static readonly string UpsertArraySql = ItemArraySql(ItemUpdate), InsertArraySql = ItemArraySql("DO NOTHING RETURNING collection, key_index");
+
+    static (string, object?)[] ItemArgs(ItemRow i) =>
+    [
+        ("u", i.UserId), ("s", i.Service), ("c", i.Collection), ("k", i.KeyIndex), ("h", i.Head), ("ct", i.Content),
+        ("b", i.BlobId), ("sz", i.Size), ("v", i.Version), ("d", i.Deleted), ("ca", i.CreatedAt), ("ua", i.UpdatedAt),
+    ];
 
     // A sync upload's usual row (live, content inline, created as it is updated) binds nine values,
     // not twelve: each bound parameter is found by name and converted on every execution.
@@ -336,13 +343,6 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     static (string, object?)[] FreshItemArgs(ItemRow i) =>
         [("u", i.UserId), ("s", i.Service), ("c", i.Collection), ("k", i.KeyIndex), ("h", i.Head), ("ct", i.Content), ("sz", i.Size), ("v", i.Version), ("ca", i.CreatedAt)];
-    static readonly string UpsertArraySql = ItemArraySql(ItemUpdate), InsertArraySql = ItemArraySql("DO NOTHING RETURNING collection, key_index");
-
-    static (string, object?)[] ItemArgs(ItemRow i) =>
-    [
-        ("u", i.UserId), ("s", i.Service), ("c", i.Collection), ("k", i.KeyIndex), ("h", i.Head), ("ct", i.Content),
-        ("b", i.BlobId), ("sz", i.Size), ("v", i.Version), ("d", i.Deleted), ("ca", i.CreatedAt), ("ua", i.UpdatedAt),
-    ];
 
     static (string, object?)[] ItemArrayArgs(List<ItemRow> chunk) =>
     [
