@@ -60,7 +60,14 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
 {
     public const string Planned = "planned", Running = "running", Done = "done", Failed = "failed";
     readonly MigrationOptions _options = options ?? new MigrationOptions();
-    readonly ConcurrentDictionary<string, Lazy<Task<MigrationState>>> _running = new();
+    readonly ConcurrentDictionary<string, RunSlot> _running = new();
+
+    /// <summary>One run of a job in this process; it stays after the run ends so that its outcome reaches a caller who joins late.</summary>
+    sealed class RunSlot(Func<Task<MigrationState>> start)
+    {
+        public readonly Lazy<Task<MigrationState>> Run = new(start);
+        public int Joined;
+    }
     readonly ConcurrentDictionary<string, Progress> _progress = new();
 
     sealed class Progress
@@ -124,7 +131,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         foreach (var bySource in plan.Users.GroupBy(u => u.From))
             await PlanLinesAsync(deployment.Region(bySource.Key), id, request, plan.To, [.. bySource], job: null, ct);
         await PlanLinesAsync(to, id, request, plan.To, plan.Users, job: spec, ct);
-        _ = Run(id);
+        Begin(id);
         return id;
     }
 
@@ -147,9 +154,31 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     static bool Interrupts(Exception e, Region from, Region to) =>
         e is DomicileException { Code: "sealed" } or Store.StoreException || from.IsSealed || to.IsSealed;
 
-    /// <summary>Runs (or joins) the job; safe to call again after a crash.</summary>
-    public Task<MigrationState> Run(string id) =>
-        _running.GetOrAdd(id, _ => new Lazy<Task<MigrationState>>(() => Task.Run(() => RunAsync(id)))).Value;
+    /// <summary>
+    /// Joins the job's run in this process, or runs it; safe to call again after a crash or a pause.
+    /// The first caller after a run ended gets that run's outcome: a run <see cref="StartAsync"/>
+    /// began may end (done, or crashed) before its starter joins it, and running it a second time
+    /// would hide the crash or audit the end twice. Later callers run the job again.
+    /// </summary>
+    public Task<MigrationState> Run(string id)
+    {
+        while (true)
+        {
+            var slot = _running.GetOrAdd(id, NewSlot);
+            var run = slot.Run.Value;
+            if (Interlocked.Exchange(ref slot.Joined, 1) == 0 || !run.IsCompleted) return run;
+            _running.TryRemove(KeyValuePair.Create(id, slot));
+        }
+    }
+
+    RunSlot NewSlot(string id) => new(() => Task.Run(() => RunAsync(id)));
+
+    /// <summary>Starts a run nobody has joined yet, unless one is in flight.</summary>
+    void Begin(string id)
+    {
+        var fresh = NewSlot(id);
+        _ = _running.AddOrUpdate(id, fresh, (_, old) => old.Run.Value.IsCompleted ? fresh : old).Run.Value;
+    }
 
     /// <summary>Resumes every unfinished job whose regions are all unsealed.</summary>
     public async Task ResumeAllAsync(CancellationToken ct = default)
@@ -159,9 +188,9 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             if (region.IsSealed || await region.Store.SchemaVersionAsync(ct) == 0) continue;
             foreach (var (id, spec, state) in await region.Store.ReadAsync(tx => tx.ListMigrationsAsync(), ct))
             {
-                if (state is Done or Failed || _running.ContainsKey(id)) continue;
+                if (state is Done or Failed || _running.TryGetValue(id, out var slot) && !slot.Run.Value.IsCompleted) continue;
                 var sources = JsonNode.Parse(spec)!["sources"]!.AsArray().Select(s => (string)s!).ToList();
-                if (!region.IsSealed && sources.All(s => deployment.Regions.TryGetValue(s, out var r) && !r.IsSealed)) _ = Run(id);
+                if (!region.IsSealed && sources.All(s => deployment.Regions.TryGetValue(s, out var r) && !r.IsSealed)) Begin(id);
             }
         }
     }
@@ -232,134 +261,129 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
 
     async Task<MigrationState> RunAsync(string id)
     {
-        try
-        {
-            var (home, spec) = await FindJobAsync(id);
-            var to = deployment.Region((string)spec["to"]!);
-            var actor = $"migration:{id}";
-            var journal = await home.Store.ReadAsync(tx => tx.ReadJournalAsync(id));
-            var users = journal.GroupBy(j => j.UserId).Select(g => (UserId: g.Key, Steps: g.ToDictionary(j => j.Step, j => j.Details))).ToList();
-            var progress = _progress[id] = new Progress();
-            progress.Total = users.Count;
-            await home.Store.WriteAsync(async tx => { await tx.SetMigrationStateAsync(id, Running, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()); return 0; });
+        var (home, spec, jobState) = await FindJobAsync(id);
+        // A finished job is only summarised: running it again would audit its end a second time.
+        if (jobState is Done or Failed) return (await GetAsync(id))!;
+        var to = deployment.Region((string)spec["to"]!);
+        var actor = $"migration:{id}";
+        var journal = await home.Store.ReadAsync(tx => tx.ReadJournalAsync(id));
+        var users = journal.GroupBy(j => j.UserId).Select(g => (UserId: g.Key, Steps: g.ToDictionary(j => j.Step, j => j.Details))).ToList();
+        var progress = _progress[id] = new Progress();
+        progress.Total = users.Count;
+        await home.Store.WriteAsync(async tx => { await tx.SetMigrationStateAsync(id, Running, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()); return 0; });
 
-            var pending = new List<(string UserId, Dictionary<string, string> Steps)>();
-            foreach (var u in users)
+        var pending = new List<(string UserId, Dictionary<string, string> Steps)>();
+        foreach (var u in users)
+        {
+            if (u.Steps.ContainsKey("purged") || u.Steps.ContainsKey("failed"))
             {
-                if (u.Steps.ContainsKey("purged") || u.Steps.ContainsKey("failed"))
-                {
-                    Interlocked.Increment(ref progress.Done);
-                    if (u.Steps.TryGetValue("verified", out var v) && JsonNode.Parse(v) is { } d)
-                    {
-                        Interlocked.Add(ref progress.Items, (long)d["items"]!);
-                        Interlocked.Add(ref progress.Bytes, (long)d["bytes"]!);
-                    }
-                    if (u.Steps.ContainsKey("failed") && !u.Steps.ContainsKey("purged")) Interlocked.Increment(ref progress.Failed);
-                    continue;
-                }
-                pending.Add(u);
-            }
-            // Groups of users from one source; a user already switched before a crash finishes on its own.
-            var queue = new ConcurrentQueue<(Region From, List<string> Users, bool Switched)>();
-            foreach (var bySource in pending.GroupBy(u => (From: JsonNode.Parse(u.Steps["planned"])!["from"]!.GetValue<string>(), Switched: u.Steps.ContainsKey("switched"))))
-                foreach (var chunk in bySource.Chunk(bySource.Key.Switched ? 1 : Math.Max(1, _options.GroupSize)))
-                    queue.Enqueue((deployment.Region(bySource.Key.From), chunk.Select(u => u.UserId).ToList(), bySource.Key.Switched));
-            void Count(UserDigest? outcome)
-            {
-                if (outcome is null) Interlocked.Increment(ref progress.Failed);
-                else
-                {
-                    Interlocked.Add(ref progress.Items, outcome.Items);
-                    Interlocked.Add(ref progress.Bytes, outcome.Bytes);
-                }
                 Interlocked.Increment(ref progress.Done);
-            }
-            // migration.users_per_second: each group waits for its slot on one shared schedule.
-            var pace = _options.UsersPerSecond ?? deployment.Config.MigrationUsersPerSecond;
-            var paceClock = System.Diagnostics.Stopwatch.StartNew();
-            var paceLock = new object();
-            var nextSlot = 0.0;
-            async Task PaceAsync(int users)
-            {
-                if (pace <= 0) return;
-                double slot;
-                lock (paceLock)
+                if (u.Steps.TryGetValue("verified", out var v) && JsonNode.Parse(v) is { } d)
                 {
-                    // A slot is never earlier than now: time spent below the ceiling (a busy store)
-                    // is not saved up as a burst for later.
-                    slot = Math.Max(nextSlot, paceClock.Elapsed.TotalSeconds);
-                    nextSlot = slot + (double)users / pace;
+                    Interlocked.Add(ref progress.Items, (long)d["items"]!);
+                    Interlocked.Add(ref progress.Bytes, (long)d["bytes"]!);
                 }
-                var wait = TimeSpan.FromSeconds(slot) - paceClock.Elapsed;
-                if (wait > TimeSpan.Zero) await Task.Delay(wait);
+                if (u.Steps.ContainsKey("failed") && !u.Steps.ContainsKey("purged")) Interlocked.Increment(ref progress.Failed);
+                continue;
             }
-            var paused = 0;
-            var workers = Enumerable.Range(0, _options.Parallelism).Select(_ => Task.Run(async () =>
+            pending.Add(u);
+        }
+        // Groups of users from one source; a user already switched before a crash finishes on its own.
+        var queue = new ConcurrentQueue<(Region From, List<string> Users, bool Switched)>();
+        foreach (var bySource in pending.GroupBy(u => (From: JsonNode.Parse(u.Steps["planned"])!["from"]!.GetValue<string>(), Switched: u.Steps.ContainsKey("switched"))))
+            foreach (var chunk in bySource.Chunk(bySource.Key.Switched ? 1 : Math.Max(1, _options.GroupSize)))
+                queue.Enqueue((deployment.Region(bySource.Key.From), chunk.Select(u => u.UserId).ToList(), bySource.Key.Switched));
+        void Count(UserDigest? outcome)
+        {
+            if (outcome is null) Interlocked.Increment(ref progress.Failed);
+            else
             {
-                while (Volatile.Read(ref paused) == 0 && queue.TryDequeue(out var g))
+                Interlocked.Add(ref progress.Items, outcome.Items);
+                Interlocked.Add(ref progress.Bytes, outcome.Bytes);
+            }
+            Interlocked.Increment(ref progress.Done);
+        }
+        // migration.users_per_second: each group waits for its slot on one shared schedule.
+        var pace = _options.UsersPerSecond ?? deployment.Config.MigrationUsersPerSecond;
+        var paceClock = System.Diagnostics.Stopwatch.StartNew();
+        var paceLock = new object();
+        var nextSlot = 0.0;
+        async Task PaceAsync(int users)
+        {
+            if (pace <= 0) return;
+            double slot;
+            lock (paceLock)
+            {
+                // A slot is never earlier than now: time spent below the ceiling (a busy store)
+                // is not saved up as a burst for later.
+                slot = Math.Max(nextSlot, paceClock.Elapsed.TotalSeconds);
+                nextSlot = slot + (double)users / pace;
+            }
+            var wait = TimeSpan.FromSeconds(slot) - paceClock.Elapsed;
+            if (wait > TimeSpan.Zero) await Task.Delay(wait);
+        }
+        var paused = 0;
+        var workers = Enumerable.Range(0, _options.Parallelism).Select(_ => Task.Run(async () =>
+        {
+            while (Volatile.Read(ref paused) == 0 && queue.TryDequeue(out var g))
+            {
+                try
                 {
-                    try
+                    await PaceAsync(g.Users.Count);
+                    // Paused while waiting for the slot: the resume picks the group up from the journal.
+                    if (Volatile.Read(ref paused) != 0) break;
+                    if (g.Switched) Count(await MigrateUserAsync(id, actor, g.Users[0], g.From, to, alreadySwitched: true));
+                    else
                     {
-                        await PaceAsync(g.Users.Count);
-                        // Paused while waiting for the slot: the resume picks the group up from the journal.
-                        if (Volatile.Read(ref paused) != 0) break;
-                        if (g.Switched) Count(await MigrateUserAsync(id, actor, g.Users[0], g.From, to, alreadySwitched: true));
-                        else
+                        var counted = new HashSet<string>();
+                        try
                         {
-                            var counted = new HashSet<string>();
-                            try
-                            {
-                                await MigrateGroupAsync(id, actor, g.Users, g.From, to, (u, d) => { counted.Add(u); Count(d); });
-                            }
-                            catch (DomicileException e) when (!Interrupts(e, g.From, to))
-                            {
-                                // A refusal inside the group (an item gone mid-copy, say): every user not
-                                // yet finished goes through the one-user pipeline, which settles it.
-                                var left = g.Users.Where(u => !counted.Contains(u)).ToList();
-                                // They wait at home, not fenced: each one-user pipeline fences its user again, for its own copy only.
-                                await UnfenceAsync(g.From, left, actor);
-                                foreach (var u in left) Count(await SettleUserAsync(id, actor, u, g.From, to));
-                            }
+                            await MigrateGroupAsync(id, actor, g.Users, g.From, to, (u, d) => { counted.Add(u); Count(d); });
+                        }
+                        catch (DomicileException e) when (!Interrupts(e, g.From, to))
+                        {
+                            // A refusal inside the group (an item gone mid-copy, say): every user not
+                            // yet finished goes through the one-user pipeline, which settles it.
+                            var left = g.Users.Where(u => !counted.Contains(u)).ToList();
+                            // They wait at home, not fenced: each one-user pipeline fences its user again, for its own copy only.
+                            await UnfenceAsync(g.From, left, actor);
+                            foreach (var u in left) Count(await SettleUserAsync(id, actor, u, g.From, to));
                         }
                     }
-                    catch (Exception e) when (Interrupts(e, g.From, to))
-                    {
-                        Interlocked.Exchange(ref paused, 1);
-                        await UnfenceAsync(g.From, g.Users, actor);
-                    }
                 }
-            })).ToList();
-            await Task.WhenAll(workers);
-            if (paused != 0)
-            {
-                // Unfinished users are home at the source again; the resume redoes their steps.
-                _progress.TryRemove(id, out _);
-                return (await GetAsync(id))!;
-            }
-            var sources = spec["sources"]!.AsArray().Select(x => deployment.Region((string)x!)).ToList();
-            foreach (var region in sources.Append(to))
-                await region.Store.WriteAsync(async tx =>
+                catch (Exception e) when (Interrupts(e, g.From, to))
                 {
-                    if (region == home) await tx.SetMigrationStateAsync(id, Done, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
-                    await Audit.AuditChain.AppendAsync(tx, region.Time.GetUtcNow(), actor, "migration.done", region.Id,
-                        new JsonObject { ["to"] = to.Id, ["users"] = progress.Done - progress.Failed, ["failed"] = progress.Failed, ["items"] = progress.Items, ["bytes"] = progress.Bytes });
-                    return 0;
-                });
-            var state = (await GetAsync(id))!;
-            return state with { Seconds = (DateTimeOffset.UtcNow - progress.Started).TotalSeconds };
-        }
-        finally
+                    Interlocked.Exchange(ref paused, 1);
+                    await UnfenceAsync(g.From, g.Users, actor);
+                }
+            }
+        })).ToList();
+        await Task.WhenAll(workers);
+        if (paused != 0)
         {
-            _running.TryRemove(id, out _);
+            // Unfinished users are home at the source again; the resume redoes their steps.
+            _progress.TryRemove(id, out _);
+            return (await GetAsync(id))!;
         }
+        var sources = spec["sources"]!.AsArray().Select(x => deployment.Region((string)x!)).ToList();
+        foreach (var region in sources.Append(to))
+            await region.Store.WriteAsync(async tx =>
+            {
+                if (region == home) await tx.SetMigrationStateAsync(id, Done, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+                await Audit.AuditChain.AppendAsync(tx, region.Time.GetUtcNow(), actor, "migration.done", region.Id,
+                    new JsonObject { ["to"] = to.Id, ["users"] = progress.Done - progress.Failed, ["failed"] = progress.Failed, ["items"] = progress.Items, ["bytes"] = progress.Bytes });
+                return 0;
+            });
+        var state = (await GetAsync(id))!;
+        return state with { Seconds = (DateTimeOffset.UtcNow - progress.Started).TotalSeconds };
     }
 
-    async Task<(Region Home, JsonNode Spec)> FindJobAsync(string id)
+    async Task<(Region Home, JsonNode Spec, string State)> FindJobAsync(string id)
     {
         foreach (var region in deployment.Regions.Values)
         {
             var job = (await region.Store.ReadAsync(tx => tx.ListMigrationsAsync())).FirstOrDefault(m => m.Id == id);
-            if (job.Id is not null) return (region, JsonNode.Parse(job.Spec)!);
+            if (job.Id is not null) return (region, JsonNode.Parse(job.Spec)!, job.State);
         }
         throw DomicileException.NotFound($"there is no migration '{id}'");
     }

@@ -251,6 +251,48 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
     }
 
     [Fact]
+    public async Task A_run_that_ends_before_anyone_joins_it_gives_its_outcome_to_the_first_caller_and_is_not_run_twice()
+    {
+        await using var d = await Deploy();
+        await SeedAsync(d, "IN", 2);
+        var migrator = new Migrator(d.Deployment);
+        var id = await migrator.StartAsync(new MigrationRequest("IN", null, "in-mumbai"));
+        // StartAsync's own run finishes first; only then does anyone ask for it.
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while ((await migrator.GetAsync(id))!.State != "done" && DateTime.UtcNow < deadline) await Task.Delay(10);
+        for (var call = 0; call < 2; call++)
+        {
+            var state = await migrator.Run(id);
+            Assert.Equal(("done", 2L, 0L), (state.State, state.Done, state.Failed));
+        }
+        foreach (var r in new[] { d["cn-beijing"], d["in-mumbai"] })
+        {
+            var ends = 0;
+            await foreach (var row in r.ReadAuditAsync()) if (row.Actor == $"migration:{id}" && row.Action == "migration.done") ends++;
+            Assert.Equal(1, ends);
+        }
+
+        // A crash before anyone joined reaches the first caller too, instead of a silent second run.
+        await SeedAsync(d, "IN", 1);
+        var crashed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var crashing = new Migrator(d.Deployment, new MigrationOptions
+        {
+            AtStep = (step, _) =>
+            {
+                if (step != "copied" || !crashed.TrySetResult()) return Task.CompletedTask;
+                throw new IOException("simulated crash");
+            },
+        });
+        var second = await crashing.StartAsync(new MigrationRequest("IN", null, "in-mumbai"));
+        await crashed.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        await Task.Delay(200); // the run unwinds and ends
+        await Assert.ThrowsAsync<IOException>(() => crashing.Run(second));
+        // The caller who saw the crash may run the job again, and it finishes.
+        var again = await crashing.Run(second);
+        Assert.Equal(("done", 1L, 0L), (again.State, again.Done, again.Failed));
+    }
+
+    [Fact]
     public async Task Writers_keep_writing_through_the_migration_and_no_acknowledged_write_is_lost()
     {
         await using var d = await Deploy();
