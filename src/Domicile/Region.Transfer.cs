@@ -474,32 +474,104 @@ public sealed partial class Region
     /// <summary>The digest of a full package already read (blobs are streamed from the region again).</summary>
     public static async Task<UserDigest> DigestAsync(UserPackage pkg, CancellationToken ct = default)
     {
-        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        void Line(params object[] parts) => h.AppendData(Sealing.Aad([.. parts.Select(p => Convert.ToString(p, System.Globalization.CultureInfo.InvariantCulture) ?? "")]));
-        Line("account", pkg.UserId, pkg.Login, pkg.PasswordHash, pkg.Country, pkg.CreatedAt);
+        // Every line's parts length-prefixed as in Sealing.Aad, all hashed at once at the end.
+        using var input = new DigestInput();
+        input.Line("account").Part(pkg.UserId).Part(pkg.Login).Part(pkg.PasswordHash).Part(pkg.Country).Part(pkg.CreatedAt);
         foreach (var c in pkg.Ledger.OrderBy(c => c.At).ThenBy(c => c.Service, StringComparer.Ordinal).ThenBy(c => c.Granted))
-            Line("consent", c.Service, c.Version, c.Granted, c.At, c.Source);
+            input.Line("consent").Part(c.Service).Part(c.Version).Part(c.Granted).Part(c.At).Part(c.Source);
         // Ordinal order, not the engine's: a PostgreSQL collation and SQLite may sort services apart.
-        foreach (var s in pkg.States.OrderBy(s => s.Service, StringComparer.Ordinal)) Line("state", s.Service, s.Version, s.Granted, s.At);
+        foreach (var s in pkg.States.OrderBy(s => s.Service, StringComparer.Ordinal))
+            input.Line("state").Part(s.Service).Part(s.Version).Part(s.Granted).Part(s.At);
         long items = 0, bytes = 0;
+        var contentDigest = new byte[SHA256.HashSizeInBytes];
         foreach (var i in pkg.Items.OrderBy(i => i.Version))
         {
-            string contentDigest = "";
             if (!i.Deleted)
             {
                 if (i.Open is not null)
                 {
                     await using var s = await i.Open(ct);
-                    contentDigest = Convert.ToHexStringLower(await SHA256.HashDataAsync(s, ct));
+                    (await SHA256.HashDataAsync(s, ct)).CopyTo(contentDigest);
                 }
-                else contentDigest = Convert.ToHexStringLower(SHA256.HashData(i.Content ?? []));
+                else SHA256.HashData(i.Content ?? [], contentDigest);
                 items++;
                 bytes += i.Size;
             }
-            Line("item", i.Service, i.Collection, i.Key, i.Deleted ? "" : i.ContentType, i.Version, i.Deleted, i.Size, contentDigest);
+            input.Line("item").Part(i.Service).Part(i.Collection).Part(i.Key).Part(i.Deleted ? "" : i.ContentType).Part(i.Version).Part(i.Deleted).Part(i.Size);
+            if (i.Deleted) input.Part("");
+            else input.HexPart(contentDigest);
         }
-        foreach (var m in pkg.Messages.OrderBy(m => m.Id, StringComparer.Ordinal)) Line("message", m.Id, m.Sender, m.Body, m.SentAt, m.ExpiresAt);
-        return new UserDigest(Convert.ToHexStringLower(h.GetHashAndReset()), items, bytes);
+        foreach (var m in pkg.Messages.OrderBy(m => m.Id, StringComparer.Ordinal))
+            input.Line("message").Part(m.Id).Part(m.Sender).Part(m.Body).Part(m.SentAt).Part(m.ExpiresAt);
+        return new UserDigest(input.Hash(), items, bytes);
+    }
+
+    /// <summary>
+    /// The bytes a user digest hashes, in one pooled buffer: logins and message bodies pass through
+    /// it in plaintext, so it is zeroed before it goes back to the pool.
+    /// </summary>
+    sealed class DigestInput : IDisposable
+    {
+        byte[] _buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(4096);
+        int _at;
+
+        public DigestInput Line(string kind) => Part(kind);
+
+        public DigestInput Part(string? text)
+        {
+            text ??= "";
+            var n = Encoding.UTF8.GetByteCount(text);
+            Encoding.UTF8.GetBytes(text, Reserve(n));
+            return this;
+        }
+
+        // The text Convert.ToString gives, invariant: digits, and True or False.
+        public DigestInput Part(long value)
+        {
+            Span<byte> digits = stackalloc byte[20];
+            value.TryFormat(digits, out var n, default, System.Globalization.CultureInfo.InvariantCulture);
+            digits[..n].CopyTo(Reserve(n));
+            return this;
+        }
+
+        public DigestInput Part(bool value) => Part(value ? "True" : "False");
+
+        public DigestInput HexPart(ReadOnlySpan<byte> hash)
+        {
+            Convert.TryToHexStringLower(hash, Reserve(hash.Length * 2), out _);
+            return this;
+        }
+
+        /// <summary>Room for one part of <paramref name="size"/> bytes after its big-endian length.</summary>
+        Span<byte> Reserve(int size)
+        {
+            if (_at + 4 + size > _buffer.Length)
+            {
+                var bigger = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, _at + 4 + size));
+                _buffer.AsSpan(0, _at).CopyTo(bigger);
+                Return();
+                _buffer = bigger;
+            }
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(_buffer.AsSpan(_at), size);
+            var part = _buffer.AsSpan(_at + 4, size);
+            _at += 4 + size;
+            return part;
+        }
+
+        public string Hash() => Convert.ToHexStringLower(SHA256.HashData(_buffer.AsSpan(0, _at)));
+
+        void Return()
+        {
+            CryptographicOperations.ZeroMemory(_buffer.AsSpan(0, _at));
+            System.Buffers.ArrayPool<byte>.Shared.Return(_buffer);
+        }
+
+        public void Dispose()
+        {
+            Return();
+            _buffer = [];
+            _at = 0;
+        }
     }
 
     /// <summary>Sets a user's state here (fence, unfence, switch) with an audit entry, after in-flight writes.</summary>
