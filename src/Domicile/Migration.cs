@@ -533,12 +533,16 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     {
         var verified = users.Where(digests.ContainsKey).ToList();
         if (verified.Count == 0) return;
-        await JournalGroup(id, verified, "verified", from, to, u => VerifiedDetails(digests[u], histories[u]));
-
-        // Switch: the source stops being home first, so there is never a moment with two homes.
+        // Switch: the source stops being home first, so there is never a moment with two homes. The
+        // destination journals the verification with its switch: a crash between the two finds the
+        // source given up, which only ever follows a verified copy, and completes the switch from it.
         await from.SetUsersStateAsync(verified, UserStates.Moved, actor, "migration.switch", movedTo: to.Id);
-        await to.SetUsersStateAsync(verified, UserStates.Active, actor, "migration.switch", movedTo: to.Id,
-            alongside: tx => JournalLinesAsync(tx, id, verified, "switched", from, to));
+        await to.SetUsersStateAsync(verified, UserStates.Active, actor, "migration.switch", movedTo: to.Id, alongside: async tx =>
+        {
+            await JournalLinesAsync(tx, id, verified, "verified", from, to, u => VerifiedDetails(digests[u], histories[u]));
+            await JournalLinesAsync(tx, id, verified, "switched", from, to);
+        });
+        await AtStepAsync("verified", verified);
         await AtStepAsync("switched", verified);
         await PointOtherDirectoriesAsync(verified, from, to);
         await from.PurgeMovedUsersAsync(verified, to.Id, actor);

@@ -580,7 +580,8 @@ public sealed partial class Region
 
     /// <summary>
     /// The same for many users in one transaction (a migration moves users in groups), with the
-    /// caller's <paramref name="alongside"/> work (its journal lines) in that transaction too.
+    /// caller's <paramref name="alongside"/> work (its journal lines) in that transaction too, after
+    /// the state change and before its audit entries.
     /// </summary>
     internal async Task SetUsersStateAsync(IReadOnlyList<string> userIds, string state, string actor, string action, string? movedTo = null,
         Func<IStoreTx, Task>? alongside = null, CancellationToken ct = default)
@@ -590,9 +591,10 @@ public sealed partial class Region
             // The row locks order this after every write of the users that is already in flight.
             await tx.SetUsersStateAsync(userIds, state);
             if (movedTo is not null) await tx.UpsertDirectoryAsync(userIds, movedTo, NowMs);
+            // Before the state's own audit entries: what led to the change is read first in the chain.
+            if (alongside is not null) await alongside(tx);
             foreach (var userId in userIds)
                 await AuditChain.AppendAsync(tx, Now, actor, action, userId, movedTo is null ? null : new JsonObject { ["to"] = movedTo });
-            if (alongside is not null) await alongside(tx);
             return 0;
         }, ct);
         ForgetAccounts(userIds);
