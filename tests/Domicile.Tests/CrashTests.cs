@@ -69,7 +69,7 @@ public abstract class CrashTests(string engine, ITestOutputHelper output, int us
         }
 
         output.WriteLine($"seeded {users} users in {clock.Elapsed.TotalSeconds:F1} s");
-        var port = FreePort();
+        var port = Ports.OutsideEphemeral();
         var url = $"http://127.0.0.1:{port}";
         using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(10) };
         Process? server = await StartServerAsync(yamlPath, dir, url, http);
@@ -262,13 +262,6 @@ public abstract class CrashTests(string engine, ITestOutputHelper output, int us
             await Task.Delay(100);
         }
         throw new TimeoutException("the server did not come up unsealed within 60 s");
-    }
-
-    static int FreePort()
-    {
-        using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        l.Start();
-        return ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
     }
 }
 

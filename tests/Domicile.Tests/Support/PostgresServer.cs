@@ -78,7 +78,7 @@ public sealed class PostgresServer
         }
         var data = Path.Combine(dir, "data");
         Run(Path.Combine(bin, "initdb"), $"-D {data} -U postgres --auth=trust -E UTF8 --no-sync", asPostgres);
-        var port = FreePort();
+        var port = Ports.OutsideEphemeral();
         var server = new PostgresServer(dir, bin, port, asPostgres);
         Run(Path.Combine(bin, "pg_ctl"),
             $"-D {data} -l {Path.Combine(dir, "log.txt")} -w -t 60 -o \"-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=300\" start", asPostgres);
@@ -107,13 +107,6 @@ public sealed class PostgresServer
                 .OrderByDescending(b => int.TryParse(Path.GetFileName(Path.GetDirectoryName(b)), out var v) ? v : 0)
                 .FirstOrDefault()
             : null;
-
-    static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
-    }
 
     static void Run(string file, string args, bool asUser)
     {
