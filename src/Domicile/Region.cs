@@ -210,9 +210,9 @@ public sealed partial class Region : IAsyncDisposable
     internal KeyLease Lease()
     {
         var ring = _keys;
-        if (ring is null || !ring.TryLease())
+        if (ring is null || !ring.TryLease(out var lease))
             throw new DomicileException("sealed", $"region '{Id}' is sealed; custodians must unseal it before it serves data");
-        return new KeyLease(ring);
+        return lease;
     }
 
     /// <summary>The region's public signing key as a JWK (receipts, tokens, certificates).</summary>

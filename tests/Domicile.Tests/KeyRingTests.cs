@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using CsCheck;
 using Domicile.Keys;
@@ -146,12 +147,12 @@ public class KeyRingTests
         var kek = RandomNumberGenerator.GetBytes(32);
         ring.AddKek(2, kek);
         var copy = (byte[])kek.Clone();
-        Assert.True(ring.TryLease());
+        Assert.True(ring.TryLease(out var lease));
         ring.RemoveKek(2);
         Assert.Equal("unavailable", Assert.Throws<DomicileException>(() => ring.Kek(2)).Code); // a retry reads the rewrapped row
         Assert.Equal("key_missing", Assert.Throws<DomicileException>(() => ring.Kek(3)).Code); // never here: damage, not a race
         Assert.Equal(copy, kek); // an unwrap under the lease may still be using it
-        ring.Release();
+        lease.Dispose();
         Assert.True(Zeroed(kek));
     }
 
@@ -161,13 +162,13 @@ public class KeyRingTests
         var ring = NewRing(dekCacheLimit: 10);
         var keys = Enumerable.Range(0, 10).Select(_ => Dek()).ToArray();
         var copies = keys.Select(k => (byte[])k.Clone()).ToArray();
-        Assert.True(ring.TryLease());
+        Assert.True(ring.TryLease(out var lease));
         for (var i = 0; i < 10; i++) ring.CacheDek("u" + i, "s", keys[i]);
         ring.CacheDek("w", "s", Dek()); // one past the bound: one key (a tenth) evicted
         var evicted = Enumerable.Range(0, 10).Where(i => !ring.TryGetDek("u" + i, "s", out _)).ToList();
         Assert.Single(evicted);
         Assert.All(Enumerable.Range(0, 10), i => Assert.Equal(copies[i], keys[i])); // the lease holder may be using it
-        ring.Release();
+        lease.Dispose();
         Assert.True(Zeroed(keys[evicted[0]]));
         Assert.All(Enumerable.Range(0, 10).Except(evicted), i => Assert.Equal(copies[i], keys[i]));
     }
@@ -182,8 +183,8 @@ public class KeyRingTests
         var ring = NewRing();
         var dek = Dek();
         var copy = (byte[])dek.Clone();
-        Assert.True(ring.TryLease());
-        Assert.True(ring.TryLease());
+        Assert.True(ring.TryLease(out var first));
+        Assert.True(ring.TryLease(out var second));
         ring.CacheDek("u", "s", dek);
         Assert.True(ring.TryGetDek("u", "s", out var handed));
         Assert.Same(dek, handed); // the hot path hands out the cached array itself
@@ -191,10 +192,96 @@ public class KeyRingTests
         ring.Forget("u", "s");
         Assert.False(ring.TryGetDek("u", "s", out _));
         Assert.Equal(copy, dek); // still in use: untouched
-        ring.Release();
+        first.Dispose();
         Assert.Equal(copy, dek); // one lease still held
-        ring.Release();
+        second.Dispose();
         Assert.True(Zeroed(dek));
+    }
+
+    [Fact]
+    public void Under_leases_that_never_all_end_a_forgotten_dek_is_zeroed_once_the_leases_held_when_it_left_have_ended()
+    {
+        var ring = NewRing();
+        var (d1, d2, d3) = (Dek(), Dek(), Dek());
+        Assert.True(ring.TryLease(out var a));
+        ring.CacheDek("u1", "s", d1);
+        ring.CacheDek("u2", "s", d2);
+        ring.CacheDek("u3", "s", d3);
+        Assert.True(ring.TryLease(out var b)); // overlaps a: from here on some lease is always held
+        Assert.True(ring.TryGetDek("u3", "s", out var inUse)); // b is using d3
+        ring.Forget("u1", "s");
+        ring.Forget("u3", "s");
+        Assert.True(ring.TryLease(out var c)); // taken after both left the cache
+        a.Dispose();
+        Assert.False(Zeroed(d1) || Zeroed(inUse)); // b was held when they left, and is using d3
+        b.Dispose();
+        Assert.True(Zeroed(d1)); // while c is still held
+        Assert.True(ring.TryLease(out var e));
+        c.Dispose();
+        Assert.True(Zeroed(inUse)); // while e is still held
+
+        ring.Forget("u2", "s");
+        Assert.True(ring.TryLease(out var f));
+        Assert.False(Zeroed(d2));
+        e.Dispose();
+        Assert.True(Zeroed(d2)); // while f is still held
+        f.Dispose();
+    }
+
+    [Fact]
+    public void Overlapping_readers_never_see_zeros_and_forgotten_keys_are_zeroed_while_they_go_on()
+    {
+        // Readers whose leases overlap without end (each takes its next before ending the last);
+        // keys are forgotten under them all the time. Threads of their own: pool tasks could run the
+        // readers' whole second before the forgetter got a thread.
+        var ring = NewRing();
+        var forgotten = new ConcurrentQueue<byte[]>();
+        var stop = DateTime.UtcNow.AddSeconds(1);
+        var bad = 0;
+        var last = new KeyLease[4];
+        using var start = new Barrier(5);
+        var threads = Enumerable.Range(0, 4).Select(i => new Thread(() =>
+        {
+            start.SignalAndWait();
+            Assert.True(ring.TryLease(out var previous));
+            while (DateTime.UtcNow < stop)
+            {
+                Assert.True(ring.TryLease(out var lease));
+                previous.Dispose();
+                previous = lease;
+                var user = "u" + (i % 2);
+                if (!ring.TryGetDek(user, "s", out var dek))
+                {
+                    dek = Enumerable.Repeat((byte)0xA5, 32).ToArray();
+                    ring.CacheDek(user, "s", dek);
+                    forgotten.Enqueue(dek);
+                }
+                Thread.SpinWait(50);
+                if (dek.Any(b => b != 0xA5)) Interlocked.Increment(ref bad);
+            }
+            last[i] = previous;
+        })).Append(new Thread(() =>
+        {
+            start.SignalAndWait();
+            while (DateTime.UtcNow < stop)
+            {
+                ring.Forget("u0", "s");
+                ring.Forget("u1", "s");
+                Thread.SpinWait(200);
+            }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        Assert.Equal(0, bad);
+        // Every reader still holds a lease, as one has at every moment since they began.
+        ring.Forget("u0", "s");
+        ring.Forget("u1", "s");
+        var keys = forgotten.ToArray();
+        var zeroed = keys.Count(Zeroed);
+        // Those of the last generations may wait for the leases still held; the others may not.
+        Assert.True(keys.Length > 100 && zeroed > keys.Length * 0.9, $"{zeroed} of {keys.Length} forgotten keys zeroed while leases were held");
+        foreach (var lease in last) lease.Dispose();
+        Assert.All(keys, k => Assert.True(Zeroed(k)));
     }
 
     [Fact]
@@ -203,12 +290,12 @@ public class KeyRingTests
         var ring = NewRing();
         var a = Dek();
         var b = Dek();
-        Assert.True(ring.TryLease());
+        Assert.True(ring.TryLease(out var lease));
         ring.CacheDek("u", "s1", a);
         ring.CacheDek("u", "s2", b);
         var other = Dek();
         ring.CacheDek("v", "s1", other);
-        ring.Release();
+        lease.Dispose();
         ring.ForgetUser("u", ["s1", "s2", "s3"]);
         Assert.True(Zeroed(a));
         Assert.True(Zeroed(b));
@@ -222,13 +309,13 @@ public class KeyRingTests
         var ring = NewRing();
         var first = Dek();
         var second = (byte[])first.Clone();
-        Assert.True(ring.TryLease());
+        Assert.True(ring.TryLease(out var lease));
         ring.CacheDek("u", "s", first);
         ring.CacheDek("u", "s", second);
         Assert.True(ring.TryGetDek("u", "s", out var cached));
         Assert.Same(first, cached);
         Assert.False(Zeroed(second));
-        ring.Release();
+        lease.Dispose();
         Assert.True(Zeroed(second));
         Assert.False(Zeroed(first));
     }
@@ -239,14 +326,14 @@ public class KeyRingTests
         var ring = NewRing();
         var cached = Dek();
         var retired = Dek();
-        Assert.True(ring.TryLease());
+        Assert.True(ring.TryLease(out var lease));
         ring.CacheDek("u", "s1", cached);
         ring.CacheDek("u", "s2", retired);
         ring.Forget("u", "s2");
         ring.BeginSeal();
-        Assert.False(ring.TryLease());
+        Assert.False(ring.TryLease(out _));
         Assert.False(Zeroed(cached) || Zeroed(retired));
-        ring.Release();
+        lease.Dispose();
         Assert.True(Zeroed(cached));
         Assert.True(Zeroed(retired));
     }
@@ -261,7 +348,7 @@ public class KeyRingTests
             var bad = 0;
             while (DateTime.UtcNow < stop)
             {
-                if (!ring.TryLease()) break;
+                if (!ring.TryLease(out var lease)) break;
                 try
                 {
                     var user = "u" + (i % 2);
@@ -275,7 +362,7 @@ public class KeyRingTests
                 }
                 finally
                 {
-                    ring.Release();
+                    lease.Dispose();
                 }
             }
             return bad;
@@ -295,9 +382,9 @@ public class KeyRingTests
         {
             var ring = NewRing();
             var dek = Enumerable.Repeat((byte)0xA5, 32).ToArray();
-            Assert.True(ring.TryLease());
+            Assert.True(ring.TryLease(out var lease));
             ring.CacheDek("u", "s", dek);
-            ring.Release();
+            lease.Dispose();
             using var go = new ManualResetEventSlim();
             var leasesAfterSeal = 0;
             var sealedAt = 0;
@@ -310,7 +397,7 @@ public class KeyRingTests
                 {
                     if (running.Elapsed > TimeSpan.FromSeconds(10)) return -1; // leases went on being granted after the seal
                     var wasSealed = Volatile.Read(ref sealedAt) != 0;
-                    if (!ring.TryLease()) return bad;
+                    if (!ring.TryLease(out var lease)) return bad;
                     if (wasSealed) Interlocked.Increment(ref leasesAfterSeal);
                     try
                     {
@@ -322,7 +409,7 @@ public class KeyRingTests
                     }
                     finally
                     {
-                        ring.Release();
+                        lease.Dispose();
                     }
                 }
             })).ToArray();
@@ -333,7 +420,7 @@ public class KeyRingTests
             Assert.All(await Task.WhenAll(readers), bad => Assert.Equal(0, bad));
             Assert.Equal(0, leasesAfterSeal); // no lease begins once the seal has begun
             Assert.True(Zeroed(dek)); // the last lease out wiped the ring
-            Assert.False(ring.TryLease());
+            Assert.False(ring.TryLease(out _));
         }
     }
 }

@@ -34,11 +34,18 @@ internal sealed class KeyRing
     readonly ConcurrentDictionary<(string User, string Service), byte[]> _deks = new();
     // The dictionary's own Count takes every one of its locks; a miss at 1,000,000 users checks the bound each time.
     int _dekCount, _evicting;
-    // DEKs taken out of the cache while some operation held a lease: zeroed once none does (see Retire).
-    List<byte[]> _retired = [];
     // Leases held in the low bits, sealing in the top one: every request takes and drops a lease,
     // so both are one atomic operation each and the lock is only for the last lease out.
     long _state;
+    // Each lease is also counted in one of two generations, so that a key which left the cache is
+    // zeroed once the leases that could have been handed it have ended, even under a load that never
+    // lets every lease end. Keys retired meanwhile wait (_pending); one batch at a time waits for the
+    // generation that was current when it was retired (_waiting, _waitingGeneration) to drain.
+    readonly long[] _generations = new long[2];
+    int _generation;
+    int _waitingGeneration = -1;
+    List<byte[]> _waiting = [];
+    List<byte[]> _pending = [];
     const long SealingBit = 1L << 62;
     bool _wiped;
 
@@ -163,46 +170,108 @@ internal sealed class KeyRing
     }
 
     /// <summary>
-    /// Zeroes a DEK that has left the cache, at once when no lease is held, else when the last lease
-    /// is released: whoever received the array got it under a lease taken before it left the cache,
-    /// and nobody can receive it afterwards. Under a load that never lets the leases drop to zero the
-    /// list is bounded; past the bound an array is left to the garbage collector unzeroed, as before.
+    /// Zeroes a DEK (or KEK) that has left the cache: at once when no lease is held, else once every
+    /// lease that was held when it left has ended. Whoever received the array got it under such a
+    /// lease, and nobody can receive it afterwards. Past the cache bound of keys waiting (leases that
+    /// never end), a key is left to the garbage collector unzeroed.
     /// </summary>
     void Retire(byte[] dek)
     {
         lock (this)
         {
-            // A lease dropping to zero meanwhile takes this lock after us and zeroes the list.
+            // A lease dropping to zero meanwhile takes this lock after us and zeroes the lists.
             if ((Volatile.Read(ref _state) & ~SealingBit) == 0 || _wiped) CryptographicOperations.ZeroMemory(dek);
-            else if (_retired.Count < _dekCacheLimit) _retired.Add(dek);
+            else
+            {
+                if (_pending.Count < _dekCacheLimit) _pending.Add(dek);
+                Advance();
+            }
         }
     }
 
-    public bool TryLease()
+    /// <summary>
+    /// Under the lock: zeroes the waiting batch once its generation has drained, then sends the
+    /// pending keys to wait for the generation current now, which new leases leave for the other one.
+    /// </summary>
+    void Advance()
     {
+        var waiting = Volatile.Read(ref _waitingGeneration);
+        if (waiting >= 0)
+        {
+            if (Volatile.Read(ref _generations[waiting]) != 0) return;
+            ZeroAll(_waiting);
+            Volatile.Write(ref _waitingGeneration, -1);
+        }
+        if (_pending.Count == 0) return;
+        var current = _generation;
+        (_waiting, _pending) = (_pending, _waiting);
+        Volatile.Write(ref _waitingGeneration, current);
+        // Full fences both here and in TryLease: a lease either counted itself in the old generation
+        // before this flip (and is waited for below) or takes the new one (and finds the keys gone).
+        Interlocked.Exchange(ref _generation, 1 - current);
+        if (Volatile.Read(ref _generations[current]) == 0)
+        {
+            ZeroAll(_waiting);
+            Volatile.Write(ref _waitingGeneration, -1);
+        }
+    }
+
+    static void ZeroAll(List<byte[]> keys)
+    {
+        foreach (var k in keys) CryptographicOperations.ZeroMemory(k);
+        keys.Clear();
+    }
+
+    public bool TryLease(out KeyLease lease)
+    {
+        lease = default;
         while (true)
         {
             var state = Volatile.Read(ref _state);
             if ((state & SealingBit) != 0) return false;
-            if (Interlocked.CompareExchange(ref _state, state + 1, state) == state) return true;
+            if (Interlocked.CompareExchange(ref _state, state + 1, state) == state) break;
+        }
+        while (true)
+        {
+            var generation = Volatile.Read(ref _generation);
+            Interlocked.Increment(ref _generations[generation]);
+            if (Volatile.Read(ref _generation) == generation)
+            {
+                lease = new KeyLease(this, generation);
+                return true;
+            }
+            // Counted in a generation that was left meanwhile: count in the current one instead.
+            LeaveGeneration(generation);
         }
     }
 
-    public void Release()
+    void LeaveGeneration(int generation)
     {
+        if (Interlocked.Decrement(ref _generations[generation]) == 0 && Volatile.Read(ref _waitingGeneration) == generation)
+            lock (this) Advance();
+    }
+
+    internal void Release(int generation)
+    {
+        LeaveGeneration(generation);
         if ((Interlocked.Decrement(ref _state) & ~SealingBit) != 0) return;
-        List<byte[]>? retired = null;
+        List<byte[]>? waiting = null, pending = null;
         lock (this)
         {
             // Checked again under the lock: a new lease may have been taken since.
             var state = Volatile.Read(ref _state);
             if ((state & ~SealingBit) != 0) return;
             if ((state & SealingBit) != 0) Wipe();
-            else if (_retired.Count > 0) (retired, _retired) = (_retired, []);
+            else
+            {
+                if (_waiting.Count > 0) (waiting, _waiting) = (_waiting, []);
+                if (_pending.Count > 0) (pending, _pending) = (_pending, []);
+                Volatile.Write(ref _waitingGeneration, -1);
+            }
         }
         // Outside the lock: none of these arrays can reach a new lease holder (they left the cache first).
-        if (retired is not null)
-            foreach (var d in retired) CryptographicOperations.ZeroMemory(d);
+        if (waiting is not null) ZeroAll(waiting);
+        if (pending is not null) ZeroAll(pending);
     }
 
     public void BeginSeal()
@@ -229,8 +298,9 @@ internal sealed class KeyRing
         foreach (var d in _deks.Values) CryptographicOperations.ZeroMemory(d);
         _deks.Clear();
         _dekCount = 0;
-        foreach (var d in _retired) CryptographicOperations.ZeroMemory(d);
-        _retired.Clear();
+        ZeroAll(_waiting);
+        ZeroAll(_pending);
+        _waitingGeneration = -1;
         Signing.Dispose();
     }
 
@@ -238,9 +308,9 @@ internal sealed class KeyRing
         HMACSHA256.HashData(root, Encoding.UTF8.GetBytes("domicile root check v1|" + region));
 }
 
-/// <summary>Holds a key ring for the length of one operation.</summary>
-internal readonly struct KeyLease(KeyRing ring) : IDisposable
+/// <summary>Holds a key ring for the length of one operation (one generation of its leases).</summary>
+internal readonly struct KeyLease(KeyRing ring, int generation) : IDisposable
 {
     public KeyRing Keys => ring;
-    public void Dispose() => ring.Release();
+    public void Dispose() => ring.Release(generation);
 }
