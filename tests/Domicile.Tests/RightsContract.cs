@@ -376,6 +376,35 @@ public abstract class RightsContract(string engine)
     }
 
     [Fact]
+    public async Task A_restore_of_a_backup_taken_mid_migration_brings_back_no_items_of_the_user_then_half_copied_in()
+    {
+        await using var d = await TestDeployment.CreateAsync(engine, policy: y => y.Replace("IN: [in-mumbai]", "IN: [in-mumbai, sg-singapore]", StringComparison.Ordinal));
+        var source = d["sg-singapore"];
+        var dst = d["in-mumbai"];
+        var stays = await d.UserAsync(consents: "cloud-sync");
+        await dst.PutAsync(stays.UserId, "cloud-sync", "notes", "n", "text/plain", Bytes.Stream("note of the one who stays"));
+        var arriving = (await source.CreateAccountAsync("arriving@example.in", "correct horse battery", "IN")).UserId;
+        await source.SetConsentAsync(arriving, "cloud-sync", true, "test");
+        await source.PutAsync(arriving, "cloud-sync", "notes", "n", "text/plain", Bytes.Stream("note of the one arriving"));
+        using var backup = new MemoryStream();
+        var migrator = new Migrator(d.Deployment, new MigrationOptions
+        {
+            // The destination's backup is taken while the copy is there but not yet switched to.
+            AtStep = async (step, _) => { if (step == "copied" && backup.Length == 0) await Backup.WriteAsync(dst, backup); },
+        });
+        var moved = await migrator.Run(await migrator.StartAsync(new MigrationRequest(null, arriving, "in-mumbai")));
+        Assert.Equal(("done", 1L), (moved.State, moved.Users));
+        Assert.True(backup.Length > 0);
+
+        backup.Position = 0;
+        var restored = await Backup.RestoreAsync(dst, backup, "test");
+        Assert.Equal((1, 1), (restored.RestoredUsers, restored.SkippedUsers));
+        Assert.Null(await dst.GetAccountAsync(arriving));
+        Assert.Equal(0, await RawSql.CountAsync(dst.Config.Store, $"SELECT COUNT(*) FROM items WHERE user_id = '{arriving}'"));
+        await using (var n = await dst.GetAsync(stays.UserId, "cloud-sync", "notes", "n")) Assert.Equal("note of the one who stays", await Bytes.TextAsync(n.Content));
+    }
+
+    [Fact]
     public async Task A_restore_leaves_out_an_account_row_sealed_under_an_account_key_destroyed_since()
     {
         await using var d = await TestDeployment.CreateAsync(engine, policy: y => y.Replace("IN: [in-mumbai]", "IN: [in-mumbai, sg-singapore]", StringComparison.Ordinal));
