@@ -64,43 +64,61 @@ public sealed partial class Region
     /// touch by someone other than the user in full (so the person's access log stays whole).
     /// The migration's own entries (<paramref name="excludeActor"/>) are left out: they keep growing.
     /// </summary>
-    internal async Task<Dictionary<string, JsonObject>> HistorySummariesAsync(IReadOnlyList<string> userIds, string excludeActor, CancellationToken ct = default)
+    internal async Task<Dictionary<string, JsonObject>> HistorySummariesAsync(IReadOnlyList<string> userIds, string excludeActor, int page = 2000, CancellationToken ct = default)
     {
         var roles = await RolesAsync(ct);
-        var rows = (await Store.ReadAsync(tx => tx.AuditBySubjectsAsync(userIds), ct)).ToLookup(r => r.Subject, StringComparer.Ordinal);
-        var summaries = new Dictionary<string, JsonObject>();
-        foreach (var userId in userIds) summaries[userId] = HistorySummary(userId, rows[userId], excludeActor, roles);
-        return summaries;
+        var summaries = userIds.Distinct(StringComparer.Ordinal).ToDictionary(u => u, u => new HistorySummary(this, u, excludeActor, roles), StringComparer.Ordinal);
+        // In pages, in one read transaction: a user with years of entries is summed up, not held.
+        await Store.ReadAsync(async tx =>
+        {
+            var (afterSubject, afterSeq) = ("", 0L);
+            while (true)
+            {
+                var rows = await tx.AuditBySubjectsAsync(userIds, afterSubject, afterSeq, page);
+                foreach (var r in rows) summaries[r.Subject].Add(r);
+                if (rows.Count < page) return 0;
+                (afterSubject, afterSeq) = (rows[^1].Subject, rows[^1].Seq);
+            }
+        }, ct);
+        return summaries.ToDictionary(s => s.Key, s => s.Value.ToJson(), StringComparer.Ordinal);
     }
 
-    JsonObject HistorySummary(string userId, IEnumerable<AuditRow> about, string excludeActor, Dictionary<string, string> roles)
+    /// <summary>One user's audit summary, entry by entry (see <see cref="HistorySummariesAsync"/>).</summary>
+    sealed class HistorySummary(Region region, string userId, string excludeActor, Dictionary<string, string> roles)
     {
-        var actions = new SortedDictionary<string, long>(StringComparer.Ordinal);
-        var touches = new JsonArray();
-        using var h = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
-        long count = 0;
-        string? first = null, last = null;
-        foreach (var r in about)
+        readonly SortedDictionary<string, long> _actions = new(StringComparer.Ordinal);
+        readonly JsonArray _touches = [];
+        readonly System.Security.Cryptography.IncrementalHash _hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        long _count;
+        string? _first, _last;
+
+        public void Add(AuditRow r)
         {
-            if (r.Actor == excludeActor) continue;
-            count++;
-            first ??= r.At;
-            last = r.At;
-            actions[r.Action] = actions.GetValueOrDefault(r.Action) + 1;
-            h.AppendData(Encoding.ASCII.GetBytes(r.Hash));
-            if (r.Actor == userId) continue;
+            if (r.Actor == excludeActor) return;
+            _count++;
+            _first ??= r.At;
+            _last = r.At;
+            _actions[r.Action] = _actions.GetValueOrDefault(r.Action) + 1;
+            _hash.AppendData(Encoding.ASCII.GetBytes(r.Hash));
+            if (r.Actor == userId) return;
             if (r.Action == HistoryAction && JsonNode.Parse(r.Details)?["touches"] is JsonArray older)
-                foreach (var t in older) touches.Add(t?.DeepClone());
+                foreach (var t in older) _touches.Add(t?.DeepClone());
             else
-                touches.Add(new JsonObject { ["at"] = r.At, ["actor"] = r.Actor, ["role"] = RoleOf(roles, r.Actor), ["action"] = r.Action, ["details"] = JsonNode.Parse(r.Details), ["region"] = Id });
+                _touches.Add(new JsonObject { ["at"] = r.At, ["actor"] = r.Actor, ["role"] = RoleOf(roles, r.Actor), ["action"] = r.Action, ["details"] = JsonNode.Parse(r.Details), ["region"] = region.Id });
         }
-        var actionCounts = new JsonObject();
-        foreach (var (a, n) in actions) actionCounts[a] = n;
-        return new JsonObject
+
+        public JsonObject ToJson()
         {
-            ["from"] = Id, ["entries"] = count, ["first_at"] = first, ["last_at"] = last, ["actions"] = actionCounts,
-            ["digest"] = Convert.ToHexStringLower(h.GetHashAndReset()), ["touches"] = touches,
-        };
+            var actionCounts = new JsonObject();
+            foreach (var (a, n) in _actions) actionCounts[a] = n;
+            var summary = new JsonObject
+            {
+                ["from"] = region.Id, ["entries"] = _count, ["first_at"] = _first, ["last_at"] = _last, ["actions"] = actionCounts,
+                ["digest"] = Convert.ToHexStringLower(_hash.GetHashAndReset()), ["touches"] = _touches,
+            };
+            _hash.Dispose();
+            return summary;
+        }
     }
 
     /// <summary>Records in this region's chain the audit summary a migration brought with each user.</summary>

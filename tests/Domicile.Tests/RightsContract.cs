@@ -376,6 +376,34 @@ public abstract class RightsContract(string engine)
     }
 
     [Fact]
+    public async Task The_audit_summaries_a_migration_carries_are_the_same_read_in_pages_of_any_size()
+    {
+        await using var d = await TestDeployment.CreateAsync(engine);
+        var r = d["in-mumbai"];
+        var users = new List<string>();
+        for (var n = 0; n < 3; n++)
+        {
+            var u = await d.UserAsync(consents: "cloud-sync");
+            for (var k = 0; k <= n * 3; k++) await r.AuditAsync("op_support_" + k, "support.lookup", u.UserId, new JsonObject { ["ticket"] = k });
+            users.Add(u.UserId);
+        }
+        var whole = await r.HistorySummariesAsync(users, "migration:none", page: 10_000);
+        foreach (var page in new[] { 1, 2, 5 })
+        {
+            var paged = await r.HistorySummariesAsync(users, "migration:none", page);
+            foreach (var u in users) Assert.Equal(whole[u].ToJsonString(), paged[u].ToJsonString());
+        }
+        for (var n = 0; n < 3; n++)
+        {
+            var summary = whole[users[n]];
+            Assert.Equal(n * 3 + 1, summary["touches"]!.AsArray().Count(t => (string?)t!["action"] == "support.lookup"));
+            var entries = 0;
+            await foreach (var row in r.ReadAuditAsync()) if (row.Subject == users[n]) entries++;
+            Assert.Equal(entries, (long)summary["entries"]!);
+        }
+    }
+
+    [Fact]
     public async Task A_restore_of_a_backup_taken_mid_migration_brings_back_no_items_of_the_user_then_half_copied_in()
     {
         await using var d = await TestDeployment.CreateAsync(engine, policy: y => y.Replace("IN: [in-mumbai]", "IN: [in-mumbai, sg-singapore]", StringComparison.Ordinal));

@@ -143,8 +143,8 @@ public interface IStoreTx
     /// <summary>Entries about a subject after <paramref name="afterSeq"/>, oldest first.</summary>
     Task<IReadOnlyList<AuditRow>> AuditBySubjectAsync(string subject, long afterSeq, int limit);
 
-    /// <summary>Every entry about these subjects, by subject, oldest first.</summary>
-    Task<IReadOnlyList<AuditRow>> AuditBySubjectsAsync(IReadOnlyList<string> subjects);
+    /// <summary>Entries about these subjects after (<paramref name="afterSubject"/>, <paramref name="afterSeq"/>), by subject, oldest first.</summary>
+    Task<IReadOnlyList<AuditRow>> AuditBySubjectsAsync(IReadOnlyList<string> subjects, string afterSubject, long afterSeq, int limit);
 
     /// <summary>The newest entry about each of the subjects by that actor and of that action (none for a subject without one).</summary>
     Task<IReadOnlyList<AuditRow>> LastAuditsAsync(IReadOnlyList<string> subjects, string actor, string action);

@@ -564,8 +564,11 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
             MapAudit,
             ("s", subject), ("a", afterSeq), ("l", limit));
 
-    public async Task<IReadOnlyList<AuditRow>> AuditBySubjectsAsync(IReadOnlyList<string> subjects) =>
-        subjects.Count == 0 ? [] : await Query($"SELECT {AuditColumns} FROM audit WHERE {InUsers("subject")} ORDER BY subject, seq", MapAudit, UserList(subjects));
+    public async Task<IReadOnlyList<AuditRow>> AuditBySubjectsAsync(IReadOnlyList<string> subjects, string afterSubject, long afterSeq, int limit) =>
+        subjects.Count == 0 ? [] : await Query($"""
+            SELECT {AuditColumns} FROM audit WHERE {InUsers("subject")} AND (subject > @s OR (subject = @s AND seq > @q))
+            ORDER BY subject, seq LIMIT @l
+            """, MapAudit, UserList(subjects), ("s", afterSubject), ("q", afterSeq), ("l", limit));
 
     public async Task<IReadOnlyList<AuditRow>> LastAuditsAsync(IReadOnlyList<string> subjects, string actor, string action) =>
         subjects.Count == 0 ? [] : await Query($"""
