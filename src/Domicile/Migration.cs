@@ -158,7 +158,9 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     /// Joins the job's run in this process, or runs it; safe to call again after a crash or a pause.
     /// The first caller after a run ended gets that run's outcome: a run <see cref="StartAsync"/>
     /// began may end (done, or crashed) before its starter joins it, and running it a second time
-    /// would hide the crash or audit the end twice. Later callers run the job again.
+    /// would hide the crash or audit the end twice. Later callers run the job again. A resume begun
+    /// meanwhile (<see cref="ResumeAllAsync"/>, at an unseal) takes the place of a run that ended
+    /// unseen: the job must go on in a server, where nobody joins.
     /// </summary>
     public Task<MigrationState> Run(string id)
     {

@@ -66,25 +66,35 @@ public sealed partial class Region
     /// </summary>
     internal async Task<Dictionary<string, JsonObject>> HistorySummariesAsync(IReadOnlyList<string> userIds, string excludeActor, int page = 2000, CancellationToken ct = default)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(page, 1);
         var roles = await RolesAsync(ct);
         var summaries = userIds.Distinct(StringComparer.Ordinal).ToDictionary(u => u, u => new HistorySummary(this, u, excludeActor, roles), StringComparer.Ordinal);
-        // In pages, in one read transaction: a user with years of entries is summed up, not held.
-        await Store.ReadAsync(async tx =>
+        try
         {
-            var (afterSubject, afterSeq) = ("", 0L);
-            while (true)
+            // In pages, so that a user with years of entries is summed up, not held. On SQLite the
+            // pages share one snapshot; on PostgreSQL each reads what is committed then, so an entry
+            // written meanwhile (the user is fenced: an operator's, say) may or may not be counted.
+            await Store.ReadAsync(async tx =>
             {
-                var rows = await tx.AuditBySubjectsAsync(userIds, afterSubject, afterSeq, page);
-                foreach (var r in rows) summaries[r.Subject].Add(r);
-                if (rows.Count < page) return 0;
-                (afterSubject, afterSeq) = (rows[^1].Subject, rows[^1].Seq);
-            }
-        }, ct);
-        return summaries.ToDictionary(s => s.Key, s => s.Value.ToJson(), StringComparer.Ordinal);
+                var (afterSubject, afterSeq) = ("", 0L);
+                while (true)
+                {
+                    var rows = await tx.AuditBySubjectsAsync(userIds, afterSubject, afterSeq, page);
+                    foreach (var r in rows) summaries[r.Subject].Add(r);
+                    if (rows.Count < page) return 0;
+                    (afterSubject, afterSeq) = (rows[^1].Subject, rows[^1].Seq);
+                }
+            }, ct);
+            return summaries.ToDictionary(s => s.Key, s => s.Value.ToJson(), StringComparer.Ordinal);
+        }
+        finally
+        {
+            foreach (var s in summaries.Values) s.Dispose();
+        }
     }
 
     /// <summary>One user's audit summary, entry by entry (see <see cref="HistorySummariesAsync"/>).</summary>
-    sealed class HistorySummary(Region region, string userId, string excludeActor, Dictionary<string, string> roles)
+    sealed class HistorySummary(Region region, string userId, string excludeActor, Dictionary<string, string> roles) : IDisposable
     {
         readonly SortedDictionary<string, long> _actions = new(StringComparer.Ordinal);
         readonly JsonArray _touches = [];
@@ -116,9 +126,10 @@ public sealed partial class Region
                 ["from"] = region.Id, ["entries"] = _count, ["first_at"] = _first, ["last_at"] = _last, ["actions"] = actionCounts,
                 ["digest"] = Convert.ToHexStringLower(_hash.GetHashAndReset()), ["touches"] = _touches,
             };
-            _hash.Dispose();
             return summary;
         }
+
+        public void Dispose() => _hash.Dispose();
     }
 
     /// <summary>Records in this region's chain the audit summary a migration brought with each user.</summary>

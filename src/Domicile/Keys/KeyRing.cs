@@ -128,9 +128,9 @@ internal sealed class KeyRing
 
     /// <summary>
     /// The cached DEK itself, not a copy (no allocation on the hot path). The caller must hold a
-    /// lease on this ring for as long as it uses the array and must not keep it beyond: every
-    /// DEK handed out is only zeroed once no lease is held (<see cref="Retire"/>), so a concurrent
-    /// operation never sees its key turn to zeros under it.
+    /// lease on this ring for as long as it uses the array and must not keep it beyond: a DEK that
+    /// leaves the cache is only zeroed once every lease held at that moment has ended
+    /// (<see cref="Retire"/>), so a concurrent operation never sees its key turn to zeros under it.
     /// </summary>
     public bool TryGetDek(string user, string service, out byte[] dek) => _deks.TryGetValue((user, service), out dek!);
 
