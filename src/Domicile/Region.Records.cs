@@ -83,6 +83,19 @@ public sealed partial class Region
 
     sealed record Head(string Key, string ContentType, string? BlobId, int Chunks, string Digest);
 
+    /// <summary>
+    /// An inline item's head and content (none for a tombstone: null content) sealed at its place,
+    /// with the key index's hex and the version's text made once for both seals.
+    /// </summary>
+    (byte[] Head, byte[]? Content) SealInline(Sealing.Sealer sealer, HeadEncoder heads, string user, string service, string collection,
+        string keyIndexHex, long version, string key, string contentType, byte[]? content)
+    {
+        var versionText = version.ToString(CultureInfo.InvariantCulture);
+        var digest = content is null ? "" : Convert.ToHexStringLower(SHA256.HashData(content));
+        var head = sealer.Seal(heads.Encode(new Head(key, content is null ? "" : contentType, null, 0, digest)), HeadAad(user, service, collection, keyIndexHex, versionText));
+        return (head, content is null ? null : sealer.Seal(content, ContentAad(user, service, collection, keyIndexHex, versionText)));
+    }
+
     static byte[] EncodeHead(Head h)
     {
         using var encoder = new HeadEncoder();
@@ -291,16 +304,12 @@ public sealed partial class Region
             var now = NowMs;
             using var sealer = new Sealing.Sealer(dek);
             using var heads = new HeadEncoder();
-            Span<byte> digest = stackalloc byte[SHA256.HashSizeInBytes];
             for (var n = 0; n < items.Count; n++)
             {
                 var i = items[n];
                 var version = first + n;
-                var versionText = version.ToString(CultureInfo.InvariantCulture);
                 var contentType = string.IsNullOrWhiteSpace(i.ContentType) ? "application/octet-stream" : i.ContentType;
-                SHA256.HashData(i.Content, digest);
-                var head = sealer.Seal(heads.Encode(new Head(i.Key, contentType, null, 0, Convert.ToHexStringLower(digest))), HeadAad(userId, service, i.Collection, hexes[n], versionText));
-                var content = sealer.Seal(i.Content, ContentAad(userId, service, i.Collection, hexes[n], versionText));
+                var (head, content) = SealInline(sealer, heads, userId, service, i.Collection, hexes[n], version, i.Key, contentType, i.Content);
                 rows.Add(new ItemRow(userId, service, i.Collection, indexes[n], head, content, null, i.Content.Length, version, false, now, now));
             }
             var created = await WriteItemRowsAsync(tx, userId, rows);

@@ -186,6 +186,7 @@ public sealed partial class Region
         {
             copies = new SealedCopies(lease);
             var ring = lease.Keys;
+            using var heads = new HeadEncoder();
             foreach (var pkg in packages.Where(InOne))
             {
                 var userId = pkg.UserId;
@@ -209,7 +210,7 @@ public sealed partial class Region
                     var row = new UserRow(userId, ring.BlindIndex("login", pkg.Login),
                         sealers[AccountService].Seal(Encoding.UTF8.GetBytes(pkg.Login), Sealing.Aad("login", Id, userId)),
                         pkg.PasswordHash, pkg.Country, pkg.CreatedAt, pkg.ChangeSeq, UserStates.Incoming);
-                    var items = pkg.Items.Select(i => SealItem(ring, sealers[i.Service], userId, i)).ToList();
+                    var items = pkg.Items.Select(i => SealItem(ring, sealers[i.Service], heads, userId, i)).ToList();
                     var messages = pkg.Messages.Select(m => SealMessage(sealers[MessagingService], userId, m)).ToList();
                     copies.Copies.Add(new SealedCopies.Copy(pkg, row, keys, items, messages));
                 }
@@ -355,23 +356,20 @@ public sealed partial class Region
     async Task WriteSmallItemsAsync(TxDeks deks, IStoreTx tx, string userId, IReadOnlyList<PackagedItem> items)
     {
         var rows = new List<ItemRow>(items.Count);
+        using var heads = new HeadEncoder();
         foreach (var item in items)
-            rows.Add(SealItem(deks.Ring, await deks.SealerAsync(userId, item.Service) ?? throw new DomicileException("conflict", $"no key for '{item.Service}' at {Id}"), userId, item));
+            rows.Add(SealItem(deks.Ring, await deks.SealerAsync(userId, item.Service) ?? throw new DomicileException("conflict", $"no key for '{item.Service}' at {Id}"), heads, userId, item));
         await WriteItemRowsAsync(tx, userId, rows);
     }
 
     /// <summary>A small item sealed under its service's key, at its place's new blind index.</summary>
-    ItemRow SealItem(KeyRing ring, Sealing.Sealer sealer, string userId, PackagedItem item)
+    ItemRow SealItem(KeyRing ring, Sealing.Sealer sealer, HeadEncoder heads, string userId, PackagedItem item)
     {
         var keyIndex = ring.BlindIndex("item", userId, item.Service, item.Collection, item.Key);
-        var (keyIndexHex, version) = (Convert.ToHexString(keyIndex), item.Version.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        var content = item.Content ?? [];
-        var digest = item.Deleted ? "" : Convert.ToHexStringLower(SHA256.HashData(content));
-        var head = sealer.Seal(EncodeHead(new Head(item.Key, item.Deleted ? "" : item.ContentType, null, 0, digest)),
-            HeadAad(userId, item.Service, item.Collection, keyIndexHex, version));
-        var sealedContent = item.Deleted ? null : sealer.Seal(content, ContentAad(userId, item.Service, item.Collection, keyIndexHex, version));
+        var content = item.Deleted ? null : item.Content ?? [];
+        var (head, sealedContent) = SealInline(sealer, heads, userId, item.Service, item.Collection, Convert.ToHexString(keyIndex), item.Version, item.Key, item.ContentType, content);
         return new ItemRow(userId, item.Service, item.Collection, keyIndex, head, sealedContent, null,
-            item.Deleted ? 0 : content.Length, item.Version, item.Deleted, item.CreatedAt, item.UpdatedAt);
+            content?.Length ?? 0, item.Version, item.Deleted, item.CreatedAt, item.UpdatedAt);
     }
 
     /// <summary>Streams a large item into sealed chunks, then links it; never holds the whole content.</summary>
