@@ -190,7 +190,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             if (region.IsSealed || await region.Store.SchemaVersionAsync(ct) == 0) continue;
             foreach (var (id, spec, state) in await region.Store.ReadAsync(tx => tx.ListMigrationsAsync(), ct))
             {
-                if (state is Done or Failed || _running.TryGetValue(id, out var slot) && !slot.Run.Value.IsCompleted) continue;
+                if (state is Done or Failed) continue; // a run in flight is left to go on by Begin
                 var sources = JsonNode.Parse(spec)!["sources"]!.AsArray().Select(s => (string)s!).ToList();
                 if (!region.IsSealed && sources.All(s => deployment.Regions.TryGetValue(s, out var r) && !r.IsSealed)) Begin(id);
             }
