@@ -521,6 +521,7 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             // Baseline: the same rows the migration moves (every row of the users: account, keys,
             // consents, items, messages) copied as they are between the same two stores, into
             // tables of the same shape and indexes, 500 rows a transaction.
+            var plainIo = IoCounters();
             var sw = Stopwatch.StartNew();
             long rows = 0;
             await using (var src = await RawConnectionAsync(from))
@@ -532,10 +533,12 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             if (!told) log.WriteLine($"  the plain copy moves {rows:N0} rows, {items:N0} of them items");
             told = true;
             var plainRate = items / sw.Elapsed.TotalSeconds;
+            var io = IoCounters();
+            plainIo = (io.Written - plainIo.Written, io.Writes - plainIo.Writes, io.Reads - plainIo.Reads, 0);
 
             if (measuring) Profiler("enable");
             using var me = Process.GetCurrentProcess();
-            var (cpu0, paused) = (me.TotalProcessorTime, GC.GetTotalPauseDuration());
+            var (cpu0, paused, io0) = (me.TotalProcessorTime, GC.GetTotalPauseDuration(), IoCounters());
             sw.Restart();
             var migrator = new Migrator(d);
             var state = await migrator.Run(await migrator.StartAsync(new MigrationRequest("IN", null, "in-mumbai")));
@@ -553,6 +556,8 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             plain.Add(plainRate);
             ours.Add(oursRate);
             log.WriteLine($"  round {ours.Count}: {items} items; migration {oursRate:N0}/s, plain copy {plainRate:N0}/s; the migration kept {(me.TotalProcessorTime - cpu0) / sw.Elapsed:N2} cores busy, {(GC.GetTotalPauseDuration() - paused) / sw.Elapsed:P1} of its time in GC pauses");
+            var io1 = IoCounters();
+            log.WriteLine($"    written: migration {(io1.Written - io0.Written) / 1e6:N1} MB in {io1.Writes - io0.Writes:N0} writes and {io1.Reads - io0.Reads:N0} reads; plain copy {plainIo.Written / 1e6:N1} MB in {plainIo.Writes:N0} writes and {plainIo.Reads:N0} reads");
         }
     }
 
