@@ -75,4 +75,61 @@ public sealed class SqliteStoreTests
         Assert.True(salts.Count >= 4, $"the log started over {salts.Count - 1} times in 300 batches; it is {size:N0} bytes long");
         await AssertReadsBackAsync(region, user, 299);
     }
+
+    /// <summary>
+    /// Writes run through SQLite's own API, beside the driver: what they store must be what the
+    /// driver would store (an empty blob or string is not NULL, text is UTF-8 however long), and a
+    /// clash with a unique key must still be refused as a conflict.
+    /// </summary>
+    [Fact]
+    public async Task Writes_below_the_driver_store_what_the_driver_would()
+    {
+        await using var t = await TestDeployment.CreateAsync(Engines.Sqlite);
+        var region = t["in-mumbai"];
+        var longText = string.Concat(Enumerable.Repeat("Grüße, 世界 ", 120)); // past the 512-byte stack buffer
+        await region.Store.WriteAsync(async tx =>
+        {
+            await tx.SetMetaAsync("test.empty", []);
+            await tx.SetMetaAsync("test.bytes", Payload);
+            await tx.JournalAsync("mig_t", "u1", "copied", 1, "");
+            await tx.JournalAsync("mig_t", "u2", "copied", 2, longText);
+            return 0;
+        });
+
+        await using var c = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(region.Config.Store.Target, "region.db")}");
+        await c.OpenAsync();
+        async Task<(string Type, object Value)> One(string sql)
+        {
+            await using var cmd = c.CreateCommand();
+            cmd.CommandText = sql;
+            await using var r = await cmd.ExecuteReaderAsync();
+            Assert.True(await r.ReadAsync());
+            return (r.GetString(0), r.GetValue(1));
+        }
+        async Task AssertBlob(string name, byte[] expected)
+        {
+            var (type, value) = await One($"SELECT typeof(value), value FROM meta WHERE name = '{name}'");
+            Assert.Equal("blob", type);
+            Assert.Equal(expected, (byte[])value);
+        }
+        await AssertBlob("test.empty", []);
+        await AssertBlob("test.bytes", Payload);
+        Assert.Equal(("text", (object)""), await One("SELECT typeof(details), details FROM migration_journal WHERE user_id = 'u1'"));
+        Assert.Equal(("text", (object)longText), await One("SELECT typeof(details), details FROM migration_journal WHERE user_id = 'u2'"));
+
+        // The same statement again, with other values, on the same compiled statement; then a clash.
+        await region.Store.WriteAsync(async tx => { await tx.SetMetaAsync("test.empty", Payload); return 0; });
+        await AssertBlob("test.empty", Payload);
+        var clash = await Assert.ThrowsAsync<DomicileException>(() => region.Store.WriteAsync(async tx =>
+        {
+            await tx.JournalAsync("mig_t", "u3", "copied", 3, "{}");
+            await tx.InsertKekAsync(new Store.KekRow(999, Payload, 0));
+            await tx.InsertKekAsync(new Store.KekRow(999, Payload, 0));
+            return 0;
+        }));
+        Assert.Equal("conflict", clash.Code);
+        // Nothing of the refused transaction stays.
+        var journal = await region.Store.ReadAsync(tx => tx.ReadJournalAsync("mig_t"));
+        Assert.Equal(["u1", "u2"], journal.Select(j => j.UserId).Order());
+    }
 }

@@ -178,6 +178,12 @@ public abstract class SqlRegionStore : IRegionStore
 
     protected virtual ValueTask ReturnWriterAsync(DbConnection connection) => ReturnAsync(connection);
 
+    /// <summary>
+    /// Runs a statement that returns no rows directly on the engine, below ADO.NET, where the engine
+    /// allows it; returns the rows changed, or null to take the usual path.
+    /// </summary>
+    protected internal virtual int? ExecuteDirect(DbConnection connection, string sql, (string Name, object? Value)[] args) => null;
+
     /// <summary>Statements kept with a connection across transactions, or null to keep them per transaction.</summary>
     protected internal virtual Dictionary<string, DbCommand>? CommandCache(DbConnection connection) => null;
 

@@ -71,6 +71,7 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     async Task<int> Exec(string sql, params (string, object?)[] args)
     {
+        if (store.ExecuteDirect(connection, sql, args) is { } changed) return changed;
         var cmd = Command(sql, args);
         return await cmd.ExecuteNonQueryAsync();
     }
