@@ -413,13 +413,12 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     static async Task JournalLinesAsync(Store.IStoreTx tx, string id, IReadOnlyList<string> users, string step, Region from, Region to, Func<string, JsonObject?>? details = null)
     {
         var at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        var audited = !AuditedByTheirStep.Contains(step);
+        var audit = AuditedByTheirStep.Contains(step) ? null : Audit.AuditChain.Canonical(new JsonObject { ["from"] = from.Id, ["to"] = to.Id });
+        var (actor, action) = ($"migration:{id}", $"migration.{step}");
         foreach (var user in users)
         {
-            await tx.JournalAsync(id, user, step, at, (details?.Invoke(user) ?? []).ToJsonString());
-            if (audited)
-                await Audit.AuditChain.AppendAsync(tx, to.Time.GetUtcNow(), $"migration:{id}", $"migration.{step}", user,
-                    new JsonObject { ["from"] = from.Id, ["to"] = to.Id });
+            await tx.JournalAsync(id, user, step, at, details?.Invoke(user)?.ToJsonString() ?? "{}");
+            if (audit is not null) await Audit.AuditChain.AppendCanonicalAsync(tx, to.Time.GetUtcNow(), actor, action, user, audit);
         }
     }
 

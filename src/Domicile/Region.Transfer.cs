@@ -591,8 +591,8 @@ public sealed partial class Region
             if (movedTo is not null) await tx.UpsertDirectoryAsync(userIds, movedTo, NowMs);
             // Before the state's own audit entries: what led to the change is read first in the chain.
             if (alongside is not null) await alongside(tx);
-            foreach (var userId in userIds)
-                await AuditChain.AppendAsync(tx, Now, actor, action, userId, movedTo is null ? null : new JsonObject { ["to"] = movedTo });
+            var details = AuditChain.Canonical(movedTo is null ? null : new JsonObject { ["to"] = movedTo });
+            foreach (var userId in userIds) await AuditChain.AppendCanonicalAsync(tx, Now, actor, action, userId, details);
             return 0;
         }, ct);
         ForgetAccounts(userIds);
@@ -616,8 +616,8 @@ public sealed partial class Region
         {
             await tx.EraseUsersAsync(userIds);
             await tx.UpsertDirectoryAsync(userIds, movedTo, NowMs);
-            foreach (var userId in userIds)
-                await AuditChain.AppendAsync(tx, Now, actor, "migration.purge", userId, new JsonObject { ["to"] = movedTo, ["source_keys_destroyed"] = true });
+            var details = AuditChain.Canonical(new JsonObject { ["to"] = movedTo, ["source_keys_destroyed"] = true });
+            foreach (var userId in userIds) await AuditChain.AppendCanonicalAsync(tx, Now, actor, "migration.purge", userId, details);
             return 0;
         }, ct);
         foreach (var userId in userIds)

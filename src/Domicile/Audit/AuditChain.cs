@@ -33,12 +33,18 @@ public static class AuditChain
         at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
 
     /// <summary>Appends one entry inside the caller's transaction, so it commits with the action it records.</summary>
-    public static async Task<AuditRow> AppendAsync(IStoreTx tx, DateTimeOffset now, string actor, string action, string subject, JsonObject? details = null)
+    public static Task<AuditRow> AppendAsync(IStoreTx tx, DateTimeOffset now, string actor, string action, string subject, JsonObject? details = null) =>
+        AppendCanonicalAsync(tx, now, actor, action, subject, Canonical(details));
+
+    /// <summary>The details' RFC 8785 text, as an entry stores it: made once for many entries with the same details.</summary>
+    public static string Canonical(JsonObject? details) => details is null ? "{}" : Jcs.CanonicalString(details);
+
+    /// <summary><see cref="AppendAsync"/> with details already in their <see cref="Canonical"/> form.</summary>
+    public static async Task<AuditRow> AppendCanonicalAsync(IStoreTx tx, DateTimeOffset now, string actor, string action, string subject, string detailsText)
     {
         var head = await tx.AuditHeadAsync();
         var seq = (head?.Seq ?? 0) + 1;
         var prev = head?.Hash ?? Genesis;
-        var detailsText = Jcs.CanonicalString(details ?? []);
         var at = FormatTime(now);
         var row = new AuditRow(seq, at, actor, action, subject, detailsText, prev, "");
         row = row with { Hash = HashCanonical(row) };
@@ -71,7 +77,9 @@ public static class AuditChain
     /// </summary>
     internal static string HashCanonical(AuditRow row)
     {
-        var sb = new StringBuilder(192 + row.Details.Length);
+        // One builder and one byte buffer per thread: an entry's text is made, hashed and dropped.
+        var sb = _canonical ??= new StringBuilder(512);
+        sb.Clear();
         sb.Append("{\"action\":");
         Jcs.AppendString(sb, row.Action);
         sb.Append(",\"actor\":");
@@ -83,8 +91,25 @@ public static class AuditChain
         sb.Append(",\"seq\":").Append(row.Seq.ToString(CultureInfo.InvariantCulture)).Append(",\"subject\":");
         Jcs.AppendString(sb, row.Subject);
         sb.Append('}');
-        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())));
+        var chars = System.Buffers.ArrayPool<char>.Shared.Rent(sb.Length);
+        var bytes = System.Buffers.ArrayPool<byte>.Shared.Rent(Encoding.UTF8.GetMaxByteCount(sb.Length));
+        try
+        {
+            sb.CopyTo(0, chars, sb.Length);
+            var n = Encoding.UTF8.GetBytes(chars, 0, sb.Length, bytes, 0);
+            Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
+            SHA256.HashData(bytes.AsSpan(0, n), hash);
+            return Convert.ToHexStringLower(hash);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<char>.Shared.Return(chars);
+            System.Buffers.ArrayPool<byte>.Shared.Return(bytes);
+            if (sb.Capacity > 16_384) _canonical = null; // a huge entry's buffer is not kept
+        }
     }
+
+    [ThreadStatic] static StringBuilder? _canonical;
 
     public static string Hash(AuditRow row)
     {
