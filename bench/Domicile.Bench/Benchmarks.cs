@@ -502,7 +502,7 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
         var told = false;
         await WarmUpAsync(Round);
         measuring = true;
-        for (var round = 0; round < Math.Min(3, sizes.Rounds); round++) await Round();
+        for (var round = 0; round < Math.Min(5, sizes.Rounds); round++) await Round();
         ours.Sort();
         plain.Sort();
         return Ratio(ours[ours.Count / 2], plain[plain.Count / 2], new JsonObject { ["users"] = sizes.MigrationUsers });
