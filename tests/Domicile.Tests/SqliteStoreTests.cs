@@ -86,6 +86,7 @@ public sealed class SqliteStoreTests
     {
         await using var t = await TestDeployment.CreateAsync(Engines.Sqlite);
         var region = t["in-mumbai"];
+        await t.UserAsync(consents: "cloud-sync"); // keys to count below
         var longText = string.Concat(Enumerable.Repeat("Grüße, 世界 ", 120)); // past the 512-byte stack buffer
         await region.Store.WriteAsync(async tx =>
         {
@@ -128,6 +129,19 @@ public sealed class SqliteStoreTests
             return 0;
         }));
         Assert.Equal("conflict", clash.Code);
+        // A statement's value (an insert's new id, a count) comes back as the driver would give it.
+        var (first, second, keks) = await region.Store.WriteAsync(async tx =>
+            (await tx.AppendConsentAsync(new Store.ConsentRow(0, "u1", "cloud-sync", 1, true, 5, "test")),
+             await tx.AppendConsentAsync(new Store.ConsentRow(0, "u1", "cloud-sync", 1, false, 6, "test")),
+             await tx.CountDeksByKekAsync(1)));
+        Assert.True(first > 0 && second == first + 1, $"consent ids {first}, {second}");
+        Assert.True(keks > 0);
+        await using (var count = c.CreateCommand())
+        {
+            count.CommandText = "SELECT COUNT(*) FROM data_keys WHERE kek_version = 1";
+            Assert.Equal((long)(await count.ExecuteScalarAsync())!, keks);
+        }
+
         // Nothing of the refused transaction stays.
         var journal = await region.Store.ReadAsync(tx => tx.ReadJournalAsync("mig_t"));
         Assert.Equal(["u1", "u2"], journal.Select(j => j.UserId).Order());

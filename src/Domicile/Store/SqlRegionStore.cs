@@ -179,10 +179,11 @@ public abstract class SqlRegionStore : IRegionStore
     protected virtual ValueTask ReturnWriterAsync(DbConnection connection) => ReturnAsync(connection);
 
     /// <summary>
-    /// Runs a statement that returns no rows directly on the engine, below ADO.NET, where the engine
-    /// allows it; returns the rows changed, or null to take the usual path.
+    /// Runs a statement directly on the engine, below ADO.NET, where the engine allows it; returns
+    /// the rows changed (or, with <paramref name="scalar"/>, its first row's first column as an
+    /// integer, 0 for none), or null to take the usual path.
     /// </summary>
-    protected internal virtual int? ExecuteDirect(DbConnection connection, string sql, (string Name, object? Value)[] args) => null;
+    protected internal virtual long? ExecuteDirect(DbConnection connection, string sql, (string Name, object? Value)[] args, bool scalar = false) => null;
 
     /// <summary>Statements kept with a connection across transactions, or null to keep them per transaction.</summary>
     protected internal virtual Dictionary<string, DbCommand>? CommandCache(DbConnection connection) => null;

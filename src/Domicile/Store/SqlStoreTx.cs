@@ -71,7 +71,7 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     async Task<int> Exec(string sql, params (string, object?)[] args)
     {
-        if (store.ExecuteDirect(connection, sql, args) is { } changed) return changed;
+        if (store.ExecuteDirect(connection, sql, args) is { } changed) return (int)changed;
         var cmd = Command(sql, args);
         return await cmd.ExecuteNonQueryAsync();
     }
@@ -98,6 +98,7 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
 
     async Task<long> Scalar(string sql, params (string, object?)[] args)
     {
+        if (store.ExecuteDirect(connection, sql, args, scalar: true) is { } value) return value;
         var cmd = Command(sql, args);
         var v = await cmd.ExecuteScalarAsync();
         return v is null or DBNull ? 0 : Convert.ToInt64(v, System.Globalization.CultureInfo.InvariantCulture);
