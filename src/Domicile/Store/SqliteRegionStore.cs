@@ -294,7 +294,13 @@ public sealed class SqliteRegionStore : SqlRegionStore
     {
         if (((SqliteConnection)connection).Handle is not { IsInvalid: false } db) return null;
         var cache = _direct.GetValue(connection, _ => new Dictionary<string, DirectStatement?>(StringComparer.Ordinal));
-        if (!cache.TryGetValue(sql, out var statement)) cache[sql] = statement = DirectStatement.Prepare(db, sql, args);
+        if (!cache.TryGetValue(sql, out var statement))
+        {
+            // A statement that does not fit is remembered as such; one SQLite could not compile just
+            // now (the schema busy, a table not there yet) is tried again next time.
+            if (!DirectStatement.TryPrepare(db, sql, args, out statement)) return null;
+            cache[sql] = statement;
+        }
         return statement?.Run(db, args, scalar);
     }
 
@@ -330,21 +336,27 @@ sealed class DirectStatement : IDisposable
 
     DirectStatement(sqlite3_stmt statement, string[] names, int[] indexes) => (_statement, _names, _indexes) = (statement, names, indexes);
 
-    public static DirectStatement? Prepare(sqlite3 db, string sql, (string Name, object? Value)[] args)
+    /// <summary>
+    /// Compiles <paramref name="sql"/>: false when SQLite could not (the driver's path reports why);
+    /// true with a null statement when it does not fit this path (several parts, other parameters).
+    /// </summary>
+    public static bool TryPrepare(sqlite3 db, string sql, (string Name, object? Value)[] args, out DirectStatement? prepared)
     {
+        prepared = null;
         if (raw.sqlite3_prepare_v3(db, sql, raw.SQLITE_PREPARE_PERSISTENT, out var statement, out string tail) != raw.SQLITE_OK || statement.IsInvalid)
         {
             statement?.Dispose();
-            return null; // the driver's path reports the error
+            return false;
         }
         var indexes = new int[args.Length];
         for (var i = 0; i < args.Length; i++) indexes[i] = raw.sqlite3_bind_parameter_index(statement, "@" + args[i].Name);
         if (!string.IsNullOrWhiteSpace(tail) || raw.sqlite3_bind_parameter_count(statement) != args.Length || indexes.Contains(0))
         {
             statement.Dispose();
-            return null;
+            return true;
         }
-        return new DirectStatement(statement, [.. args.Select(a => a.Name)], indexes);
+        prepared = new DirectStatement(statement, [.. args.Select(a => a.Name)], indexes);
+        return true;
     }
 
     /// <summary>
@@ -361,6 +373,8 @@ sealed class DirectStatement : IDisposable
         {
             for (var i = 0; i < args.Length; i++) Bind(_indexes[i], args[i].Value);
             var rc = raw.sqlite3_step(_statement);
+            // Busy or locked before it ran: the driver's path, which waits and retries, runs it instead.
+            if ((rc & 0xFF) is raw.SQLITE_BUSY or raw.SQLITE_LOCKED) return null;
             long first = 0;
             if (rc == raw.SQLITE_ROW && scalar) first = FirstValue();
             while (rc == raw.SQLITE_ROW) rc = raw.sqlite3_step(_statement);
@@ -414,11 +428,8 @@ sealed class DirectStatement : IDisposable
         }
         finally
         {
-            if (rented is not null)
-            {
-                buffer.Clear();
-                System.Buffers.ArrayPool<byte>.Shared.Return(rented);
-            }
+            buffer.Clear();
+            if (rented is not null) System.Buffers.ArrayPool<byte>.Shared.Return(rented);
         }
     }
 
