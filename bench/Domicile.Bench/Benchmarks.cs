@@ -121,9 +121,9 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
                 var paused = GC.GetTotalPauseDuration();
                 var (ops, time) = await series[k].Round();
                 gc[k].Add((GC.GetTotalPauseDuration() - paused) / time);
-                var io1 = IoCounters();
+                var done = IoSince(io0);
                 me.Refresh();
-                io[k].Add(((io1.Written - io0.Written) / (double)ops, (io1.Writes - io0.Writes) / (double)ops, (io1.Reads - io0.Reads) / (double)ops, (io1.FromDisk - io0.FromDisk) / (double)ops));
+                io[k].Add((done.Written / (double)ops, done.Writes / (double)ops, done.Reads / (double)ops, done.FromDisk / (double)ops));
                 cpu[k].Add((me.TotalProcessorTime - cpu0).TotalMicroseconds / ops);
                 system[k].Add((me.PrivilegedProcessorTime - system0).TotalMicroseconds / ops);
                 rates[k].Add(ops / time.TotalSeconds);
@@ -156,6 +156,13 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
         if (!File.Exists("/proc/self/io")) return (0, 0, 0, 0);
         var values = File.ReadAllLines("/proc/self/io").Select(l => l.Split(':', 2)).ToDictionary(p => p[0], p => long.Parse(p[1].Trim(), System.Globalization.CultureInfo.InvariantCulture));
         return (values["wchar"], values["syscw"], values["syscr"], values.GetValueOrDefault("read_bytes")); // without storage accounting, no read_bytes
+    }
+
+    /// <summary>The <see cref="IoCounters"/> since <paramref name="start"/>.</summary>
+    static (long Written, long Writes, long Reads, long FromDisk) IoSince((long Written, long Writes, long Reads, long FromDisk) start)
+    {
+        var now = IoCounters();
+        return (now.Written - start.Written, now.Writes - start.Writes, now.Reads - start.Reads, now.FromDisk - start.FromDisk);
     }
 
     /// <summary>
@@ -521,7 +528,7 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             // Baseline: the same rows the migration moves (every row of the users: account, keys,
             // consents, items, messages) copied as they are between the same two stores, into
             // tables of the same shape and indexes, 500 rows a transaction.
-            var plainIo = IoCounters();
+            var plainIo0 = IoCounters();
             var sw = Stopwatch.StartNew();
             long rows = 0;
             await using (var src = await RawConnectionAsync(from))
@@ -533,8 +540,7 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             if (!told) log.WriteLine($"  the plain copy moves {rows:N0} rows, {items:N0} of them items");
             told = true;
             var plainRate = items / sw.Elapsed.TotalSeconds;
-            var io = IoCounters();
-            plainIo = (io.Written - plainIo.Written, io.Writes - plainIo.Writes, io.Reads - plainIo.Reads, 0);
+            var plainIo = IoSince(plainIo0);
 
             if (measuring) Profiler("enable");
             using var me = Process.GetCurrentProcess();
@@ -556,8 +562,8 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             plain.Add(plainRate);
             ours.Add(oursRate);
             log.WriteLine($"  round {ours.Count}: {items} items; migration {oursRate:N0}/s, plain copy {plainRate:N0}/s; the migration kept {(me.TotalProcessorTime - cpu0) / sw.Elapsed:N2} cores busy, {(GC.GetTotalPauseDuration() - paused) / sw.Elapsed:P1} of its time in GC pauses");
-            var io1 = IoCounters();
-            log.WriteLine($"    written: migration {(io1.Written - io0.Written) / 1e6:N1} MB in {io1.Writes - io0.Writes:N0} writes and {io1.Reads - io0.Reads:N0} reads; plain copy {plainIo.Written / 1e6:N1} MB in {plainIo.Writes:N0} writes and {plainIo.Reads:N0} reads");
+            var io = IoSince(io0);
+            log.WriteLine($"    written: migration {io.Written / 1e6:N1} MB in {io.Writes:N0} writes and {io.Reads:N0} reads; plain copy {plainIo.Written / 1e6:N1} MB in {plainIo.Writes:N0} writes and {plainIo.Reads:N0} reads");
         }
     }
 

@@ -96,6 +96,19 @@ public sealed partial class Region
         return (head, content is null ? null : sealer.Seal(content, ContentAad(user, service, collection, keyIndexHex, versionText)));
     }
 
+    /// <summary>
+    /// An item row's head, and its content when it is inline (null for a tombstone or a blob), opened
+    /// at the place the row names, with the key index's hex and the version's text made once for both.
+    /// </summary>
+    (Head Head, byte[]? Content) OpenInline(Sealing.Sealer sealer, ItemRow row)
+    {
+        var (keyIndexHex, version) = (Convert.ToHexString(row.KeyIndex), row.Version.ToString(CultureInfo.InvariantCulture));
+        var head = DecodeHead(sealer.Open(row.Head, HeadAad(row.UserId, row.Service, row.Collection, keyIndexHex, version)));
+        var content = row.Deleted || head.BlobId is not null ? null
+            : sealer.Open(row.Content ?? throw new TamperedException(), ContentAad(row.UserId, row.Service, row.Collection, keyIndexHex, version));
+        return (head, content);
+    }
+
     static byte[] EncodeHead(Head h)
     {
         using var encoder = new HeadEncoder();
@@ -378,12 +391,11 @@ public sealed partial class Region
             }, ct);
             if (row is null or { Deleted: true } || dek is null) throw DomicileException.NotFound("no such item");
             using var sealer = new Sealing.Sealer(dek);
-            var head = DecodeHead(sealer.Open(row.Head, HeadAad(row.UserId, row.Service, row.Collection, row.KeyIndex, row.Version)));
+            var (head, plain) = OpenInline(sealer, row);
             if (head.Key != key) throw new TamperedException();
             var updated = DateTimeOffset.FromUnixTimeMilliseconds(row.UpdatedAt);
-            if (head.BlobId is null)
+            if (plain is not null)
             {
-                var plain = sealer.Open(row.Content ?? throw new TamperedException(), ContentAad(userId, service, collection, keyIndex, row.Version));
                 if (Convert.ToHexStringLower(SHA256.HashData(plain)) != head.Digest) throw new TamperedException();
                 return new ItemContent(key, head.ContentType, ETagOf(row.Version), row.Size, updated, new MemoryStream(plain, writable: false));
             }

@@ -121,12 +121,11 @@ public sealed partial class Region
         {
             var actionCounts = new JsonObject();
             foreach (var (a, n) in _actions) actionCounts[a] = n;
-            var summary = new JsonObject
+            return new JsonObject
             {
                 ["from"] = region.Id, ["entries"] = _count, ["first_at"] = _first, ["last_at"] = _last, ["actions"] = actionCounts,
                 ["digest"] = Convert.ToHexStringLower(_hash.GetHashAndReset()), ["touches"] = _touches,
             };
-            return summary;
         }
 
         public void Dispose() => _hash.Dispose();

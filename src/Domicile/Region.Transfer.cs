@@ -77,12 +77,7 @@ public sealed partial class Region
             {
                 if (!deks.TryGetValue(r.Service, out var dek)) continue; // the key is gone: so is the data, for good
                 if (!sealers.TryGetValue(r.Service, out var sealer)) sealers[r.Service] = sealer = new Sealing.Sealer(dek);
-                // The key index's hex and the version's text once for both of the item's opens.
-                var (keyIndexHex, version) = (Convert.ToHexString(r.KeyIndex), r.Version.ToString(System.Globalization.CultureInfo.InvariantCulture));
-                var head = DecodeHead(sealer.Open(r.Head, HeadAad(userId, r.Service, r.Collection, keyIndexHex, version)));
-                byte[]? content = null;
-                if (!r.Deleted && head.BlobId is null)
-                    content = sealer.Open(r.Content ?? throw new TamperedException(), ContentAad(userId, r.Service, r.Collection, keyIndexHex, version));
+                var (head, content) = OpenInline(sealer, r);
                 var (svc, coll, key) = (r.Service, r.Collection, head.Key);
                 items.Add(new PackagedItem(r.Service, r.Collection, head.Key, head.ContentType, r.Version, r.Deleted, r.Size, r.CreatedAt, r.UpdatedAt, content,
                     !r.Deleted && head.BlobId is not null ? async c => (await GetAsync(userId, svc, coll, key, c)).Content : null));
