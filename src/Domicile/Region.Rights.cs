@@ -132,13 +132,17 @@ public sealed partial class Region
     }
 
     /// <summary>Records in this region's chain the audit summary a migration brought with each user.</summary>
-    internal Task CarryHistoriesAsync(IReadOnlyList<(string UserId, JsonObject Summary)> histories, string actor, CancellationToken ct = default) =>
+    internal Task CarryHistoriesAsync(IReadOnlyList<(string UserId, string Summary)> histories, string actor, CancellationToken ct = default) =>
         Store.WriteAsync(async tx => { await CarryHistoriesAsync(tx, histories, actor); return 0; }, ct);
 
-    internal async Task CarryHistoriesAsync(IStoreTx tx, IEnumerable<(string UserId, JsonObject Summary)> histories, string actor)
+    /// <param name="histories">Each user's summary in its <see cref="AuditChain.Canonical"/> form, made before the write turn (see <see cref="CanonicalHistories"/>).</param>
+    internal async Task CarryHistoriesAsync(IStoreTx tx, IReadOnlyList<(string UserId, string Summary)> histories, string actor)
     {
-        foreach (var (userId, summary) in histories) await AuditChain.AppendAsync(tx, Now, actor, HistoryAction, userId, summary);
+        foreach (var (userId, summary) in histories) await AuditChain.AppendCanonicalAsync(tx, Now, actor, HistoryAction, userId, summary);
     }
+
+    internal static List<(string UserId, string Summary)> CanonicalHistories(IReadOnlyDictionary<string, JsonObject> histories) =>
+        [.. histories.Select(h => (h.Key, AuditChain.Canonical(h.Value)))];
 
     /// <summary>The digest of the last audit summary <paramref name="actor"/> recorded here for each user that has one.</summary>
     internal async Task<Dictionary<string, string?>> CarriedHistoryDigestsAsync(IReadOnlyList<string> userIds, string actor, CancellationToken ct = default) =>

@@ -151,9 +151,12 @@ public sealed partial class Region
         /// (wrapped only inside the write, under the KEK current then: a rotation between sealing
         /// and writing must find them). Without rows, it is written the one-transaction slow way.
         /// </summary>
-        internal sealed record Copy(UserPackage Package, UserRow? Row, IReadOnlyList<(string Service, byte[] Key)> Keys, IReadOnlyList<ItemRow> Items, IReadOnlyList<MessageRow> Messages);
+        internal sealed record Copy(UserPackage Package, UserRow? Row, IReadOnlyList<(string Service, byte[] Key, byte[] Wrapped)> Keys, IReadOnlyList<ItemRow> Items, IReadOnlyList<MessageRow> Messages);
 
         public readonly List<Copy> Copies = [];
+
+        /// <summary>The KEK the keys' <c>Wrapped</c> forms are sealed under; the write wraps them again if it is no longer the current one.</summary>
+        public long KekVersion { get; init; }
         public readonly List<byte[]> Made = [];
         public KeyRing Ring => lease.Keys;
         public int Count => Copies.Count;
@@ -179,10 +182,12 @@ public sealed partial class Region
     {
         var lease = Lease();
         SealedCopies? copies = null;
+        // One key schedule of the KEK for the wrapping of all the fresh keys.
+        Sealing.Sealer? kek = null;
         try
         {
-            copies = new SealedCopies(lease);
             var ring = lease.Keys;
+            copies = new SealedCopies(lease) { KekVersion = ring.CurrentKek };
             using var heads = new HeadEncoder();
             foreach (var pkg in packages.Where(InOne))
             {
@@ -193,15 +198,16 @@ public sealed partial class Region
                     copies.Copies.Add(new SealedCopies.Copy(pkg, null, [], [], []));
                     continue;
                 }
-                var keys = new List<(string, byte[])>();
+                var keys = new List<(string, byte[], byte[])>();
                 var sealers = new Dictionary<string, Sealing.Sealer>(StringComparer.Ordinal);
                 try
                 {
+                    kek ??= new Sealing.Sealer(ring.Kek(copies.KekVersion));
                     foreach (var service in services)
                     {
                         var dek = RandomNumberGenerator.GetBytes(32);
                         copies.Made.Add(dek);
-                        keys.Add((service, dek));
+                        keys.Add((service, dek, kek.Seal(dek, DekAad(userId, service, copies.KekVersion))));
                         sealers[service] = new Sealing.Sealer(dek);
                     }
                     var row = new UserRow(userId, ring.BlindIndex("login", pkg.Login),
@@ -216,10 +222,12 @@ public sealed partial class Region
                     foreach (var s in sealers.Values) s.Dispose();
                 }
             }
+            kek?.Dispose();
             return copies;
         }
         catch
         {
+            kek?.Dispose();
             if (copies is null) lease.Dispose();
             else copies.Dispose();
             throw;
@@ -244,7 +252,8 @@ public sealed partial class Region
         // Held until commit: a rotation cannot destroy the KEK the fresh keys are wrapped by here.
         if (fresh.Count > 0 && !await tx.LockKekAsync(kekVersion, exclusive: false))
             throw new DomicileException("unavailable", "the region's key is being rotated; retry in a moment");
-        using var kek = fresh.Count > 0 ? new Sealing.Sealer(ring.Kek(kekVersion)) : null;
+        // The keys were wrapped when sealed, under the KEK current then; a rotation since wraps them again.
+        using var kek = fresh.Count > 0 && kekVersion != copies.KekVersion ? new Sealing.Sealer(ring.Kek(kekVersion)) : null;
         foreach (var copy in copies.Copies)
         {
             var (pkg, userId) = (copy.Package, copy.Package.UserId);
@@ -256,8 +265,8 @@ public sealed partial class Region
                 continue;
             }
             await tx.InsertUserAsync(row with { State = state });
-            foreach (var (service, key) in copy.Keys)
-                await tx.InsertDekAsync(new DekRow(userId, service, kekVersion, kek!.Seal(key, DekAad(userId, service, kekVersion)), NowMs));
+            foreach (var (service, key, wrapped) in copy.Keys)
+                await tx.InsertDekAsync(new DekRow(userId, service, kekVersion, kek is null ? wrapped : kek.Seal(key, DekAad(userId, service, kekVersion)), NowMs));
             foreach (var c in pkg.Ledger) await tx.AppendConsentAsync(c with { UserId = userId });
             foreach (var st in pkg.States) await tx.SetConsentStateAsync(st with { UserId = userId });
             await WriteItemRowsAsync(tx, userId, copy.Items);

@@ -613,6 +613,31 @@ public abstract class RegionContract(string engine)
         Assert.Contains("key.kek_destroyed", actions);
     }
 
+    [Fact]
+    public async Task Copies_sealed_before_a_rotation_are_written_under_the_new_KEK()
+    {
+        await using var d = await Deploy();
+        var to = d["in-mumbai"];
+        var pkg = Demo.DemoSeeder.User(0, await PasswordHasher.HashAsync("correct horse battery"), DateTimeOffset.UtcNow) with { Country = "IN" };
+        // Fresh keys are wrapped as the copies are sealed, outside the write; a rotation in between must not leave them under a destroyed KEK.
+        using (var copies = to.SealCopies([pkg]))
+        {
+            Assert.Equal(1, copies.KekVersion);
+            var rotation = await to.RotateKekAsync("admin-1");
+            Assert.Equal(2, rotation.NewVersion);
+            await to.Store.WriteAsync(async tx => { await to.WriteCopiesAsync(tx, copies, UserStates.Incoming); return 0; });
+        }
+        Assert.Equal(0, await RawSql.CountAsync(to.Config.Store, "SELECT COUNT(*) FROM data_keys WHERE kek_version <> 2"));
+        // No cached keys: everything opens from the rows, under the new KEK.
+        await to.SealAsync("test");
+        foreach (var s in d.Shares["in-mumbai"].Take(3)) await to.SubmitShareAsync(s);
+        var copy = await to.PackageUserAsync(pkg.UserId);
+        Assert.Equal(pkg.Login, copy.Login);
+        Assert.Equal(pkg.Items.Select(i => Convert.ToHexString(i.Content!)), copy.Items.Select(i => Convert.ToHexString(i.Content!)));
+        Assert.Equal(pkg.Messages.Select(m => m.Body), copy.Messages.Select(m => m.Body));
+        Assert.Equal((await Region.DigestAsync(pkg)).Digest, (await to.DigestUserAsync(pkg.UserId)).Digest);
+    }
+
     // ---- schema ---------------------------------------------------------------------------
 
     [Fact]
