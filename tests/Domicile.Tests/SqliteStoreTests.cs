@@ -1,5 +1,7 @@
 using System.Security.Cryptography;
+using Domicile.Store;
 using Domicile.Tests.Support;
+using Microsoft.Data.Sqlite;
 using Xunit;
 
 namespace Domicile.Tests;
@@ -25,6 +27,42 @@ public sealed class SqliteStoreTests
     {
         await using var last = await region.GetAsync(user, "cloud-sync", "notes", $"n{b}-99");
         Assert.Equal(Payload, await Bytes.ReadAllAsync(last.Content));
+    }
+
+    [Fact]
+    public async Task A_write_still_under_way_when_the_store_closes_commits_on_its_own_connection()
+    {
+        var folder = Path.Combine(Path.GetTempPath(), "domicile-close-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var store = new SqliteRegionStore(folder) { CloseWait = TimeSpan.FromMilliseconds(200) };
+            await store.UpgradeAsync();
+            var started = new TaskCompletionSource();
+            var go = new TaskCompletionSource();
+            var write = store.WriteAsync(async tx =>
+            {
+                await tx.JournalAsync("mig_close", "u1", "copied", 1, "{}");
+                started.SetResult();
+                await go.Task;
+                // The statements after the close began run on the same connection, compiled before it.
+                await tx.JournalAsync("mig_close", "u2", "copied", 2, "{}");
+                await tx.JournalAsync("mig_close", "u1", "switched", 3, "{}");
+                return 0;
+            });
+            await started.Task;
+            await store.DisposeAsync(); // gives up waiting for the write after 200 ms
+            go.SetResult();
+            await write;
+
+            await using var reopened = new SqliteRegionStore(folder);
+            var journal = await reopened.ReadAsync(tx => tx.ReadJournalAsync("mig_close"));
+            Assert.Equal([("u1", "copied"), ("u1", "switched"), ("u2", "copied")], journal.Select(j => (j.UserId, j.Step)).Order());
+        }
+        finally
+        {
+            SqliteConnection.ClearAllPools();
+            if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        }
     }
 
     [Fact]

@@ -306,18 +306,29 @@ public sealed class SqliteRegionStore : SqlRegionStore
 
     bool _disposed;
 
+    /// <summary>How long closing waits for a write under way to end.</summary>
+    internal TimeSpan CloseWait { get; set; } = TimeSpan.FromSeconds(10);
+
     public override async ValueTask DisposeAsync()
     {
         if (_disposed) return; // a deployment and its caller may both dispose it
         _disposed = true;
         while (_idle.TryPop(out var c)) await DisposeConnectionAsync(c);
         // The writer connection may be in use: wait (a while) for the write to end before closing it.
-        var turn = await _writer.WaitAsync(TimeSpan.FromSeconds(10));
+        var turn = await _writer.WaitAsync(CloseWait);
         // With no write under way the last checkpoint can end (it is cancelled if it waits for the turn).
         lock (_checkpointerStart) _checkpointer?.Dispose();
+        if (!turn)
+        {
+            // A write still under way keeps its connection, its compiled statements and the turn:
+            // closing them under it would fail its commit, or worse. It closes the connection
+            // itself as it ends (the store is closed by then) and releases the turn.
+            SqliteConnection.ClearAllPools();
+            return;
+        }
         if (_writerConnection is { } w) await DisposeConnectionAsync(w);
         _writerConnection = null;
-        if (turn) _writer.Release();
+        _writer.Release();
         SqliteConnection.ClearAllPools();
         _writer.Dispose();
     }
