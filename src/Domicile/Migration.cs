@@ -421,29 +421,20 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     /// moment (2 ms more per copy inside the turn cost 8 % of a 3,000-user migration; outside it, nothing).
     /// The caller calls the step hook once the transaction commits.
     /// </summary>
-    sealed class JournalLines
+    sealed class JournalLines(string id, string step, string? audit, TimeProvider time, (string User, string Details)[] lines)
     {
-        string _id = "", _step = "", _actor = "", _action = "";
-        string? _audit;
-        Region _to = null!;
-        (string User, string Details)[] _lines = [];
-
-        public static JournalLines Of(string id, IReadOnlyList<string> users, string step, Region from, Region to, Func<string, JsonObject?>? details = null) => new()
-        {
-            _id = id, _step = step, _actor = $"migration:{id}", _action = $"migration.{step}", _to = to,
-            _audit = AuditedByTheirStep.Contains(step) ? null : Audit.AuditChain.Canonical(new JsonObject { ["from"] = from.Id, ["to"] = to.Id }),
-            _lines = [.. users.Select(u => (u, details?.Invoke(u)?.ToJsonString() ?? "{}"))],
-        };
+        public static JournalLines Of(string id, IReadOnlyList<string> users, string step, Region from, Region to, Func<string, JsonObject?>? details = null) =>
+            new(id, step, AuditedByTheirStep.Contains(step) ? null : Audit.AuditChain.Canonical(new JsonObject { ["from"] = from.Id, ["to"] = to.Id }),
+                to.Time, [.. users.Select(u => (u, details?.Invoke(u)?.ToJsonString() ?? "{}"))]);
 
         /// <summary>Writes the lines, stamped with the time of this transaction (the audit chain's entries follow its order).</summary>
         public async Task WriteAsync(Store.IStoreTx tx)
         {
-            var at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-            var now = _to.Time.GetUtcNow();
-            foreach (var (user, details) in _lines)
+            var (at, now, actor, action) = (DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), time.GetUtcNow(), $"migration:{id}", $"migration.{step}");
+            foreach (var (user, details) in lines)
             {
-                await tx.JournalAsync(_id, user, _step, at, details);
-                if (_audit is not null) await Audit.AuditChain.AppendCanonicalAsync(tx, now, _actor, _action, user, _audit);
+                await tx.JournalAsync(id, user, step, at, details);
+                if (audit is not null) await Audit.AuditChain.AppendCanonicalAsync(tx, now, actor, action, user, audit);
             }
         }
     }

@@ -140,23 +140,23 @@ public sealed partial class Region
 
     /// <summary>
     /// The packages of one transaction (see <see cref="InOne"/>), those new here sealed before the
-    /// destination's write turn under fresh keys made here: the write then holds the region's single
-    /// writer for its inserts and the wrapping of those keys, while the crypto of other groups runs
+    /// destination's write turn under fresh keys made here, and those keys wrapped: the write then
+    /// holds the region's single writer for its inserts only, while the crypto of other groups runs
     /// beside it. The fresh keys are zeroed on dispose, used or not.
     /// </summary>
     internal sealed class SealedCopies(KeyLease lease) : IDisposable
     {
         /// <summary>
-        /// A package and, when it was sealed ahead, its rows and the raw keys they are sealed under
-        /// (wrapped only inside the write, under the KEK current then: a rotation between sealing
-        /// and writing must find them). Without rows, it is written the one-transaction slow way.
+        /// A package and, when it was sealed ahead, its rows and the raw keys they are sealed under,
+        /// each also wrapped under <see cref="KekVersion"/> (the write wraps them again under the KEK
+        /// current then if a rotation came between). Without rows, it is written the one-transaction slow way.
         /// </summary>
         internal sealed record Copy(UserPackage Package, UserRow? Row, IReadOnlyList<(string Service, byte[] Key, byte[] Wrapped)> Keys, IReadOnlyList<ItemRow> Items, IReadOnlyList<MessageRow> Messages);
 
         public readonly List<Copy> Copies = [];
 
-        /// <summary>The KEK the keys' <c>Wrapped</c> forms are sealed under; the write wraps them again if it is no longer the current one.</summary>
-        public long KekVersion { get; init; }
+        /// <summary>The KEK the keys' <c>Wrapped</c> forms are sealed under (0: none, a rotation was under way); the write wraps them again if it is not the current one.</summary>
+        public long KekVersion { get; set; }
         public readonly List<byte[]> Made = [];
         public KeyRing Ring => lease.Keys;
         public int Count => Copies.Count;
@@ -188,6 +188,14 @@ public sealed partial class Region
         {
             var ring = lease.Keys;
             copies = new SealedCopies(lease) { KekVersion = ring.CurrentKek };
+            try
+            {
+                kek = new Sealing.Sealer(ring.Kek(copies.KekVersion));
+            }
+            catch (DomicileException)
+            {
+                copies.KekVersion = 0; // rotated away just now: the write wraps the keys under the new KEK
+            }
             using var heads = new HeadEncoder();
             foreach (var pkg in packages.Where(InOne))
             {
@@ -202,12 +210,11 @@ public sealed partial class Region
                 var sealers = new Dictionary<string, Sealing.Sealer>(StringComparer.Ordinal);
                 try
                 {
-                    kek ??= new Sealing.Sealer(ring.Kek(copies.KekVersion));
                     foreach (var service in services)
                     {
                         var dek = RandomNumberGenerator.GetBytes(32);
                         copies.Made.Add(dek);
-                        keys.Add((service, dek, kek.Seal(dek, DekAad(userId, service, copies.KekVersion))));
+                        keys.Add((service, dek, kek?.Seal(dek, DekAad(userId, service, copies.KekVersion)) ?? []));
                         sealers[service] = new Sealing.Sealer(dek);
                     }
                     var row = new UserRow(userId, ring.BlindIndex("login", pkg.Login),
@@ -222,15 +229,17 @@ public sealed partial class Region
                     foreach (var s in sealers.Values) s.Dispose();
                 }
             }
-            kek?.Dispose();
             return copies;
         }
         catch
         {
-            kek?.Dispose();
             if (copies is null) lease.Dispose();
             else copies.Dispose();
             throw;
+        }
+        finally
+        {
+            kek?.Dispose();
         }
     }
 

@@ -50,10 +50,18 @@ public sealed class SqliteStoreTests
                 return 0;
             });
             await started.Task;
+            // Queued behind it as the store closes: refused once its turn comes, with nothing written.
+            var late = store.WriteAsync(async tx => { await tx.JournalAsync("mig_close", "u3", "copied", 4, "{}"); return 0; });
             await store.DisposeAsync(); // gives up waiting for the write after 200 ms
             go.SetResult();
             await write;
+            await Assert.ThrowsAsync<ObjectDisposedException>(() => late);
+            await Assert.ThrowsAsync<ObjectDisposedException>(() => store.WriteAsync(_ => Task.FromResult(0)));
 
+            // The write's connection was closed as it ended: the last connection out takes the log with it.
+            var wal = Path.Combine(folder, "region.db-wal");
+            for (var i = 0; i < 100 && File.Exists(wal); i++) await Task.Delay(50);
+            Assert.False(File.Exists(wal));
             await using var reopened = new SqliteRegionStore(folder);
             var journal = await reopened.ReadAsync(tx => tx.ReadJournalAsync("mig_close"));
             Assert.Equal([("u1", "copied"), ("u1", "switched"), ("u2", "copied")], journal.Select(j => (j.UserId, j.Step)).Order());

@@ -81,7 +81,10 @@ public sealed class SqliteRegionStore : SqlRegionStore
     protected override async Task<IDisposable?> EnterWriteAsync(CancellationToken ct)
     {
         await _writer.WaitAsync(ct);
-        return new Slot(_writer);
+        if (!_disposed) return new Slot(_writer);
+        // Queued while the store closed: nothing is written after the close.
+        _writer.Release();
+        throw new ObjectDisposedException(nameof(SqliteRegionStore), "the region's store is closed");
     }
 
     sealed class Slot(SemaphoreSlim semaphore) : IDisposable
@@ -304,7 +307,7 @@ public sealed class SqliteRegionStore : SqlRegionStore
         return statement?.Run(db, args, scalar);
     }
 
-    bool _disposed;
+    volatile bool _disposed;
 
     /// <summary>How long closing waits for a write under way to end.</summary>
     internal TimeSpan CloseWait { get; set; } = TimeSpan.FromSeconds(10);
@@ -318,18 +321,28 @@ public sealed class SqliteRegionStore : SqlRegionStore
         var turn = await _writer.WaitAsync(CloseWait);
         // With no write under way the last checkpoint can end (it is cancelled if it waits for the turn).
         lock (_checkpointerStart) _checkpointer?.Dispose();
-        if (!turn)
+        if (turn) await CloseWriterAsync();
+        else
         {
             // A write still under way keeps its connection, its compiled statements and the turn:
-            // closing them under it would fail its commit, or worse. It closes the connection
-            // itself as it ends (the store is closed by then) and releases the turn.
-            SqliteConnection.ClearAllPools();
-            return;
+            // closing them under it would fail its commit, or worse. A write closes the connection
+            // itself as it ends (the store is closed by then); whatever else holds the turn (a
+            // restore, the checkpointer), the writer is closed as soon as the turn comes back.
+            _ = Task.Run(async () =>
+            {
+                await _writer.WaitAsync();
+                await CloseWriterAsync();
+            });
         }
+        SqliteConnection.ClearAllPools();
+    }
+
+    /// <summary>With the turn held: closes the writer connection, then the turn itself (later writes are refused).</summary>
+    async Task CloseWriterAsync()
+    {
         if (_writerConnection is { } w) await DisposeConnectionAsync(w);
         _writerConnection = null;
         _writer.Release();
-        SqliteConnection.ClearAllPools();
         _writer.Dispose();
     }
 }
