@@ -32,7 +32,8 @@ public sealed class SqliteStoreTests
     [Fact]
     public async Task A_write_still_under_way_when_the_store_closes_commits_on_its_own_connection()
     {
-        var folder = Path.Combine(Path.GetTempPath(), "domicile-close-" + Guid.NewGuid().ToString("N"));
+        var dir = Engines.TempDir("domicile-close");
+        var folder = Path.Combine(dir, "in-mumbai");
         try
         {
             var store = new SqliteRegionStore(folder) { CloseWait = TimeSpan.FromMilliseconds(200) };
@@ -69,7 +70,7 @@ public sealed class SqliteStoreTests
         finally
         {
             SqliteConnection.ClearAllPools();
-            if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+            AbandonedFolders.Delete(dir);
         }
     }
 
