@@ -545,7 +545,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     static async Task<Dictionary<string, JsonObject>> CarryHistoriesAsync(string actor, IReadOnlyList<string> users, Region from, Region to)
     {
         var histories = await from.HistorySummariesAsync(users, actor);
-        await to.CarryHistoriesAsync(Region.CanonicalHistories(histories), actor);
+        await to.CarryHistoriesAsync(histories, actor);
         return histories;
     }
 

@@ -132,8 +132,11 @@ public sealed partial class Region
     }
 
     /// <summary>Records in this region's chain the audit summary a migration brought with each user.</summary>
-    internal Task CarryHistoriesAsync(IReadOnlyList<(string UserId, string Summary)> histories, string actor, CancellationToken ct = default) =>
-        Store.WriteAsync(async tx => { await CarryHistoriesAsync(tx, histories, actor); return 0; }, ct);
+    internal Task CarryHistoriesAsync(IReadOnlyDictionary<string, JsonObject> histories, string actor, CancellationToken ct = default)
+    {
+        var canonical = CanonicalHistories(histories);
+        return Store.WriteAsync(async tx => { await CarryHistoriesAsync(tx, canonical, actor); return 0; }, ct);
+    }
 
     /// <param name="histories">Each user's summary in its <see cref="AuditChain.Canonical"/> form, made before the write turn (see <see cref="CanonicalHistories"/>).</param>
     internal async Task CarryHistoriesAsync(IStoreTx tx, IReadOnlyList<(string UserId, string Summary)> histories, string actor)
