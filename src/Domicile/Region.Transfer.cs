@@ -49,23 +49,24 @@ public sealed partial class Region
         var messages = rows.Messages.ToLookup(m => m.UserId, StringComparer.Ordinal);
         var items = rows.Items.ToLookup(i => i.UserId, StringComparer.Ordinal);
         var packages = new UserPackage?[userIds.Count];
+        using var keks = new KekOpeners(ring);
         for (var n = 0; n < userIds.Count; n++)
         {
             var userId = userIds[n];
             if (!users.TryGetValue(userId, out var user)) continue;
             var since = sinceVersion?.Invoke(userId) ?? 0;
-            packages[n] = Package(ring, user, [.. ledgers[userId]], [.. states[userId]], [.. keys[userId]], [.. messages[userId]], items[userId].Where(i => i.Version > since));
+            packages[n] = Package(ring, keks, user, [.. ledgers[userId]], [.. states[userId]], [.. keys[userId]], [.. messages[userId]], items[userId].Where(i => i.Version > since));
         }
         return packages;
     }
 
     /// <summary>One user's rows, decrypted: small contents now, blobs as streams opened later.</summary>
-    UserPackage Package(KeyRing ring, UserRow user, IReadOnlyList<ConsentRow> ledger, IReadOnlyList<ConsentStateRow> states,
+    UserPackage Package(KeyRing ring, KekOpeners keks, UserRow user, IReadOnlyList<ConsentRow> ledger, IReadOnlyList<ConsentStateRow> states,
         IReadOnlyList<DekRow> keys, IReadOnlyList<MessageRow> messages, IEnumerable<ItemRow> rows)
     {
         var userId = user.Id;
         // Committed keys only (a read transaction), so they may be cached.
-        var deks = keys.ToDictionary(k => k.Service, k => OpenDek(ring, k), StringComparer.Ordinal);
+        var deks = keys.ToDictionary(k => k.Service, k => OpenDek(ring, k, keks: keks), StringComparer.Ordinal);
         var login = deks.TryGetValue(AccountService, out var accountDek)
             ? Encoding.UTF8.GetString(Sealing.Open(accountDek, user.LoginEnc, Sealing.Aad("login", Id, userId))) : "";
         var items = new List<PackagedItem>();

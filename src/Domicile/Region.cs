@@ -336,13 +336,36 @@ public sealed partial class Region : IAsyncDisposable
     /// cached (read outside a write, or as a package's rows): a key read inside a write may be
     /// rolled back with it, so that one serves its transaction only and is zeroed when it ends.
     /// </summary>
-    byte[] OpenDek(KeyRing ring, DekRow row, IStoreTx? tx = null)
+    /// <param name="keks">The batch's KEK schedules, when it unwraps many keys: one per version, not one per key.</param>
+    byte[] OpenDek(KeyRing ring, DekRow row, IStoreTx? tx = null, KekOpeners? keks = null)
     {
         if (ring.TryGetDek(row.UserId, row.Service, out var cached)) return cached;
-        var dek = Sealing.Open(ring.Kek(row.KekVersion), row.Wrapped, DekAad(row.UserId, row.Service, row.KekVersion));
+        var aad = DekAad(row.UserId, row.Service, row.KekVersion);
+        var dek = keks is null ? Sealing.Open(ring.Kek(row.KekVersion), row.Wrapped, aad) : keks.For(row.KekVersion).Open(row.Wrapped, aad);
         if (tx is { Writes: true }) tx.ZeroOnEnd(dek);
         else if (KeyedServices.Contains(row.Service)) ring.CacheDek(row.UserId, row.Service, dek);
         return dek;
+    }
+
+    /// <summary>
+    /// KEK key schedules for a batch of unwraps (a package of many users reads some four keys each),
+    /// made on first use per version and wiped when the batch ends. One thread, one batch.
+    /// </summary>
+    internal sealed class KekOpeners(KeyRing ring) : IDisposable
+    {
+        readonly Dictionary<long, Sealing.Sealer> _sealers = [];
+
+        public Sealing.Sealer For(long version)
+        {
+            if (!_sealers.TryGetValue(version, out var sealer)) _sealers[version] = sealer = new Sealing.Sealer(ring.Kek(version));
+            return sealer;
+        }
+
+        public void Dispose()
+        {
+            foreach (var s in _sealers.Values) s.Dispose();
+            _sealers.Clear();
+        }
     }
 
     /// <param name="heldKek">A KEK version this transaction already holds the lock of (it made another key under it).</param>
