@@ -529,6 +529,8 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             // consents, items, messages) copied as they are between the same two stores, into
             // tables of the same shape and indexes, 500 rows a transaction.
             var plainIo0 = IoCounters();
+            using var me = Process.GetCurrentProcess();
+            var plainCpu0 = me.TotalProcessorTime;
             var sw = Stopwatch.StartNew();
             long rows = 0;
             await using (var src = await RawConnectionAsync(from))
@@ -541,9 +543,10 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             told = true;
             var plainRate = items / sw.Elapsed.TotalSeconds;
             var plainIo = IoSince(plainIo0);
+            me.Refresh();
+            var plainCpu = (me.TotalProcessorTime - plainCpu0).TotalMicroseconds / items;
 
             if (measuring) Profiler("enable");
-            using var me = Process.GetCurrentProcess();
             var (cpu0, paused, io0) = (me.TotalProcessorTime, GC.GetTotalPauseDuration(), IoCounters());
             sw.Restart();
             var migrator = new Migrator(d);
@@ -562,6 +565,8 @@ public sealed class Benchmarks(Sizes sizes, TextWriter log)
             plain.Add(plainRate);
             ours.Add(oursRate);
             log.WriteLine($"  round {ours.Count}: {items} items; migration {oursRate:N0}/s, plain copy {plainRate:N0}/s; the migration kept {(me.TotalProcessorTime - cpu0) / sw.Elapsed:N2} cores busy, {(GC.GetTotalPauseDuration() - paused) / sw.Elapsed:P1} of its time in GC pauses");
+            // CPU per item drifts less than throughput on a shared machine: the figure to compare changes by.
+            log.WriteLine($"    CPU per item: migration {(me.TotalProcessorTime - cpu0).TotalMicroseconds / items:N0} µs, plain copy {plainCpu:N0} µs");
             var io = IoSince(io0);
             log.WriteLine($"    written: migration {io.Written / 1e6:N1} MB in {io.Writes:N0} writes and {io.Reads:N0} reads; plain copy {plainIo.Written / 1e6:N1} MB in {plainIo.Writes:N0} writes and {plainIo.Reads:N0} reads");
         }
