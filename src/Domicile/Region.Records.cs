@@ -66,17 +66,53 @@ public sealed partial class Region
     }
 
     byte[] HeadAad(string user, string service, string collection, byte[] keyIndex, long version) =>
-        HeadAad(user, service, collection, Convert.ToHexString(keyIndex), version.ToString(CultureInfo.InvariantCulture));
+        ItemAad(false, user, service, collection, keyIndex, version).ToArray();
 
     byte[] ContentAad(string user, string service, string collection, byte[] keyIndex, long version) =>
-        ContentAad(user, service, collection, Convert.ToHexString(keyIndex), version.ToString(CultureInfo.InvariantCulture));
+        ItemAad(true, user, service, collection, keyIndex, version).ToArray();
 
-    // The same from the key index's hex and the version's text, made once for both of an item's seals.
-    byte[] HeadAad(string user, string service, string collection, string keyIndexHex, string version) =>
-        Sealing.Aad("item-head", Id, user, service, collection, keyIndexHex, version);
+    /// <summary>
+    /// An item head's or content's associated data, byte for byte what <see cref="Sealing.Aad"/> makes of
+    /// ("item-head" or "item-content", region, user, service, collection, the key index's hex, the
+    /// version's text), written in one pass into a buffer of this thread: every read and write of
+    /// every item makes two, and the strings and arrays between were a tenth of a migration's allocations.
+    /// Valid until the next call on this thread.
+    /// </summary>
+    ReadOnlySpan<byte> ItemAad(bool content, string user, string service, string collection, ReadOnlySpan<byte> keyIndex, long version) =>
+        ItemAad(Id, content, user, service, collection, keyIndex, version);
 
-    byte[] ContentAad(string user, string service, string collection, string keyIndexHex, string version) =>
-        Sealing.Aad("item-content", Id, user, service, collection, keyIndexHex, version);
+    internal static ReadOnlySpan<byte> ItemAad(string region, bool content, string user, string service, string collection, ReadOnlySpan<byte> keyIndex, long version)
+    {
+        var utf8 = Encoding.UTF8;
+        // At most three bytes of UTF-8 per UTF-16 unit: a bound, not a count, so the strings are walked once.
+        var size = 7 * 4 + 12 + 3 * (region.Length + user.Length + service.Length + collection.Length) + keyIndex.Length * 2 + 20;
+        var buffer = _itemAad is { } b && b.Length >= size ? b : _itemAad = new byte[Math.Max(size, 512)];
+        var at = 0;
+        Part(content ? "item-content"u8 : "item-head"u8);
+        Text(region);
+        Text(user);
+        Text(service);
+        Text(collection);
+        Convert.TryToHexString(keyIndex, buffer.AsSpan(at + 4), out var hex);
+        Length(hex);
+        version.TryFormat(buffer.AsSpan(at + 4), out var digits, default, CultureInfo.InvariantCulture);
+        Length(digits);
+        return buffer.AsSpan(0, at);
+
+        void Part(ReadOnlySpan<byte> bytes)
+        {
+            bytes.CopyTo(buffer.AsSpan(at + 4));
+            Length(bytes.Length);
+        }
+        void Text(string text) => Length(utf8.GetBytes(text, buffer.AsSpan(at + 4)));
+        void Length(int n)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(buffer.AsSpan(at), n);
+            at += 4 + n;
+        }
+    }
+
+    [ThreadStatic] static byte[]? _itemAad;
 
     byte[] ChunkAad(string user, string service, string blobId, int index, bool last) =>
         Sealing.Aad("chunk", Id, user, service, blobId, index.ToString(CultureInfo.InvariantCulture), last ? "last" : "more");
@@ -88,12 +124,11 @@ public sealed partial class Region
     /// with the key index's hex and the version's text made once for both seals.
     /// </summary>
     (byte[] Head, byte[]? Content) SealInline(Sealing.Sealer sealer, HeadEncoder heads, string user, string service, string collection,
-        string keyIndexHex, long version, string key, string contentType, byte[]? content)
+        byte[] keyIndex, long version, string key, string contentType, byte[]? content)
     {
-        var versionText = version.ToString(CultureInfo.InvariantCulture);
         var digest = content is null ? "" : Convert.ToHexStringLower(SHA256.HashData(content));
-        var head = sealer.Seal(heads.Encode(new Head(key, content is null ? "" : contentType, null, 0, digest)), HeadAad(user, service, collection, keyIndexHex, versionText));
-        return (head, content is null ? null : sealer.Seal(content, ContentAad(user, service, collection, keyIndexHex, versionText)));
+        var head = sealer.Seal(heads.Encode(new Head(key, content is null ? "" : contentType, null, 0, digest)), ItemAad(false, user, service, collection, keyIndex, version));
+        return (head, content is null ? null : sealer.Seal(content, ItemAad(true, user, service, collection, keyIndex, version)));
     }
 
     /// <summary>
@@ -102,10 +137,9 @@ public sealed partial class Region
     /// </summary>
     (Head Head, byte[]? Content) OpenInline(Sealing.Sealer sealer, ItemRow row)
     {
-        var (keyIndexHex, version) = (Convert.ToHexString(row.KeyIndex), row.Version.ToString(CultureInfo.InvariantCulture));
-        var head = DecodeHead(sealer.Open(row.Head, HeadAad(row.UserId, row.Service, row.Collection, keyIndexHex, version)));
+        var head = DecodeHead(sealer.Open(row.Head, ItemAad(false, row.UserId, row.Service, row.Collection, row.KeyIndex, row.Version)));
         var content = row.Deleted || head.BlobId is not null ? null
-            : sealer.Open(row.Content ?? throw new TamperedException(), ContentAad(row.UserId, row.Service, row.Collection, keyIndexHex, version));
+            : sealer.Open(row.Content ?? throw new TamperedException(), ItemAad(true, row.UserId, row.Service, row.Collection, row.KeyIndex, row.Version));
         return (head, content);
     }
 
@@ -181,7 +215,7 @@ public sealed partial class Region
 
     /// <summary>The same with a key schedule set up once for many rows under one key.</summary>
     Head OpenHead(Sealing.Sealer sealer, ItemRow row) =>
-        DecodeHead(sealer.Open(row.Head, HeadAad(row.UserId, row.Service, row.Collection, row.KeyIndex, row.Version)));
+        DecodeHead(sealer.Open(row.Head, ItemAad(false, row.UserId, row.Service, row.Collection, row.KeyIndex, row.Version)));
 
     /// <summary>
     /// Stores an item. Refused without active consent (checked before the body is read and
@@ -322,7 +356,7 @@ public sealed partial class Region
                 var i = items[n];
                 var version = first + n;
                 var contentType = string.IsNullOrWhiteSpace(i.ContentType) ? "application/octet-stream" : i.ContentType;
-                var (head, content) = SealInline(sealer, heads, userId, service, i.Collection, hexes[n], version, i.Key, contentType, i.Content);
+                var (head, content) = SealInline(sealer, heads, userId, service, i.Collection, indexes[n], version, i.Key, contentType, i.Content);
                 rows.Add(new ItemRow(userId, service, i.Collection, indexes[n], head, content, null, i.Content.Length, version, false, now, now));
             }
             var created = await WriteItemRowsAsync(tx, userId, rows);

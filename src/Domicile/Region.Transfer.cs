@@ -383,7 +383,7 @@ public sealed partial class Region
     {
         var keyIndex = ring.BlindIndex("item", userId, item.Service, item.Collection, item.Key);
         var content = item.Deleted ? null : item.Content ?? [];
-        var (head, sealedContent) = SealInline(sealer, heads, userId, item.Service, item.Collection, Convert.ToHexString(keyIndex), item.Version, item.Key, item.ContentType, content);
+        var (head, sealedContent) = SealInline(sealer, heads, userId, item.Service, item.Collection, keyIndex, item.Version, item.Key, item.ContentType, content);
         return new ItemRow(userId, item.Service, item.Collection, keyIndex, head, sealedContent, null,
             content?.Length ?? 0, item.Version, item.Deleted, item.CreatedAt, item.UpdatedAt);
     }
@@ -498,7 +498,7 @@ public sealed partial class Region
             input.Line("state").Part(s.Service).Part(s.Version).Part(s.Granted).Part(s.At);
         long items = 0, bytes = 0;
         var contentDigest = new byte[SHA256.HashSizeInBytes];
-        foreach (var i in pkg.Items.OrderBy(i => i.Version))
+        foreach (var i in ByVersion(pkg.Items))
         {
             if (!i.Deleted)
             {
@@ -518,6 +518,14 @@ public sealed partial class Region
         foreach (var m in pkg.Messages.OrderBy(m => m.Id, StringComparer.Ordinal))
             input.Line("message").Part(m.Id).Part(m.Sender).Part(m.Body).Part(m.SentAt).Part(m.ExpiresAt);
         return new UserDigest(input.Hash(), items, bytes);
+    }
+
+    /// <summary>Items in version order; a package read from a store already is (sorting it again allocated two arrays and a comparer per item).</summary>
+    static IEnumerable<PackagedItem> ByVersion(IReadOnlyList<PackagedItem> items)
+    {
+        for (var n = 1; n < items.Count; n++)
+            if (items[n].Version < items[n - 1].Version) return items.OrderBy(i => i.Version);
+        return items;
     }
 
     /// <summary>
