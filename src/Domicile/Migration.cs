@@ -207,7 +207,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             if (await region.Store.SchemaVersionAsync(ct) == 0) continue;
             var job = (await region.Store.ReadAsync(tx => tx.ListMigrationsAsync(), ct)).FirstOrDefault(m => m.Id == id);
             if (job.Id is null) continue;
-            var journal = await region.Store.ReadAsync(tx => tx.ReadJournalAsync(id), ct);
+            var journal = await region.Store.ReadAsync(tx => tx.ReadJournalStepsAsync(id, SummarySteps), ct);
             return Summarise(job.Id, job.State, JsonNode.Parse(job.Spec)!, journal);
         }
         return null;
@@ -225,21 +225,37 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         return list;
     }
 
+    static readonly string[] SummarySteps = ["verified", "purged", "failed"];
+
+    /// <summary>
+    /// A job's totals from its journal's lines of <see cref="SummarySteps"/>: a user failed and not
+    /// purged after is failed, one verified and purged is done.
+    /// </summary>
     MigrationState Summarise(string id, string state, JsonNode spec, IReadOnlyList<(string UserId, string Step, string Details)> journal)
     {
-        var byUser = journal.GroupBy(j => j.UserId).ToList();
+        var byUser = new Dictionary<string, (string? Verified, bool Purged, bool Failed)>(StringComparer.Ordinal);
+        foreach (var (user, step, details) in journal)
+        {
+            var u = byUser.GetValueOrDefault(user);
+            byUser[user] = step switch
+            {
+                "verified" => u with { Verified = details },
+                "purged" => u with { Purged = true },
+                "failed" => u with { Failed = true },
+                _ => u,
+            };
+        }
         long items = 0, bytes = 0, failed = 0, done = 0;
         var digests = new List<string>();
-        foreach (var user in byUser)
+        foreach (var (user, u) in byUser)
         {
-            var steps = user.ToDictionary(j => j.Step, j => j.Details);
-            if (steps.ContainsKey("failed") && !steps.ContainsKey("purged")) { failed++; done++; continue; }
-            if (steps.TryGetValue("verified", out var v) && steps.ContainsKey("purged"))
+            if (u.Failed && !u.Purged) { failed++; done++; continue; }
+            if (u.Verified is { } v && u.Purged)
             {
-                var d = JsonNode.Parse(v)!;
-                items += (long)d["items"]!;
-                bytes += (long)d["bytes"]!;
-                digests.Add($"{user.Key}:{(string)d["digest"]!}");
+                var d = JournalFields.Read(v);
+                items += d.Items;
+                bytes += d.Bytes;
+                digests.Add($"{user}:{d.Digest}");
                 done++;
             }
         }
@@ -282,10 +298,11 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             if (u.Steps.ContainsKey("purged") || u.Steps.ContainsKey("failed"))
             {
                 Interlocked.Increment(ref progress.Done);
-                if (u.Steps.TryGetValue("verified", out var v) && JsonNode.Parse(v) is { } d)
+                if (u.Steps.TryGetValue("verified", out var v))
                 {
-                    Interlocked.Add(ref progress.Items, (long)d["items"]!);
-                    Interlocked.Add(ref progress.Bytes, (long)d["bytes"]!);
+                    var d = JournalFields.Read(v);
+                    Interlocked.Add(ref progress.Items, d.Items);
+                    Interlocked.Add(ref progress.Bytes, d.Bytes);
                 }
                 if (u.Steps.ContainsKey("failed") && !u.Steps.ContainsKey("purged")) Interlocked.Increment(ref progress.Failed);
                 continue;
@@ -298,8 +315,8 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         var groupSize = Math.Max(1, pace > 0 ? Math.Min(_options.GroupSize, pace / 2) : _options.GroupSize);
         // Groups of users from one source; a user already switched before a crash finishes on its own.
         var queue = new ConcurrentQueue<(Region From, List<string> Users, bool Switched)>();
-        foreach (var bySource in pending.GroupBy(u => (From: JsonNode.Parse(u.Steps["planned"])!["from"]!.GetValue<string>(), Switched: u.Steps.ContainsKey("switched"))))
-            foreach (var chunk in bySource.Chunk(bySource.Key.Switched ? 1 : groupSize))
+        foreach (var bySource in pending.GroupBy(u => (From: JournalFields.Read(u.Steps["planned"]).From!, Switched: u.Steps.ContainsKey("switched"))))
+            foreach (var chunk in Groups([.. bySource], bySource.Key.Switched ? 1 : groupSize, _options.Parallelism))
                 queue.Enqueue((deployment.Region(bySource.Key.From), chunk.Select(u => u.UserId).ToList(), bySource.Key.Switched));
         void Count(UserDigest? outcome)
         {
@@ -382,6 +399,26 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             });
         var state = (await GetAsync(id))!;
         return state with { Seconds = (DateTimeOffset.UtcNow - progress.Started).TotalSeconds };
+    }
+
+    /// <summary>
+    /// Groups of <paramref name="size"/>, the last ones smaller: once two rounds of full groups are
+    /// all that is left, each group takes a share of the rest per worker, so that the workers finish
+    /// together rather than one finishing a whole group while the others have nothing to do.
+    /// </summary>
+    internal static IEnumerable<T[]> Groups<T>(IReadOnlyList<T> users, int size, int workers)
+    {
+        workers = Math.Max(1, workers);
+        for (var at = 0; at < users.Count;)
+        {
+            var left = users.Count - at;
+            var n = left > 2 * workers * size ? size : Math.Clamp(left / (2 * workers), Math.Min(size, 8), size);
+            n = Math.Min(n, left);
+            var group = new T[n];
+            for (var k = 0; k < n; k++) group[k] = users[at + k];
+            at += n;
+            yield return group;
+        }
     }
 
     async Task<(Region Home, JsonNode Spec, string State)> FindJobAsync(string id)
@@ -628,6 +665,36 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             failed?.Invoke(userId);
         }
         return verified;
+    }
+
+    /// <summary>
+    /// The fields of a "verified" or "planned" journal line that summaries and resumes read, without a
+    /// document model: a job's summary reads one line per user.
+    /// </summary>
+    internal readonly record struct JournalFields(string? Digest, long Items, long Bytes, string? From)
+    {
+        public static JournalFields Read(string json)
+        {
+            string? digest = null, from = null;
+            long items = 0, bytes = 0;
+            var r = new Utf8JsonReader(Encoding.UTF8.GetBytes(json));
+            // Only the top level: the carried audit summary nests objects of its own.
+            while (r.Read())
+            {
+                if (r.TokenType != JsonTokenType.PropertyName || r.CurrentDepth != 1) continue;
+                var name = r.GetString();
+                r.Read();
+                switch (name)
+                {
+                    case "digest" when r.TokenType == JsonTokenType.String: digest = r.GetString(); break;
+                    case "from" when r.TokenType == JsonTokenType.String: from = r.GetString(); break;
+                    case "items" when r.TokenType == JsonTokenType.Number: items = r.GetInt64(); break;
+                    case "bytes" when r.TokenType == JsonTokenType.Number: bytes = r.GetInt64(); break;
+                    default: r.Skip(); break;
+                }
+            }
+            return new(digest, items, bytes, from);
+        }
     }
 
     /// <summary>The "verified" journal line: the content digest and totals, and the audit summary when one was carried.</summary>

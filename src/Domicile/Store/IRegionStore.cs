@@ -85,6 +85,9 @@ public interface IStoreTx
     Task JournalAsync(string migrationId, string userId, string step, long at, string details);
     Task<IReadOnlyList<(string UserId, string Step, string Details)>> ReadJournalAsync(string migrationId);
 
+    /// <summary>The journal lines of the given steps only, in no particular order (a job's summary needs three of its seven).</summary>
+    Task<IReadOnlyList<(string UserId, string Step, string Details)>> ReadJournalStepsAsync(string migrationId, IReadOnlyList<string> steps);
+
     Task<ItemRow?> GetItemAsync(string userId, string service, string collection, byte[] keyIndex);
     /// <summary>Several items of one user and service by blind index, in one statement.</summary>
     Task<IReadOnlyList<ItemRow>> GetItemsAsync(string userId, string service, IReadOnlyList<(string Collection, byte[] KeyIndex)> places);
