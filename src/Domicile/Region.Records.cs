@@ -75,7 +75,7 @@ public sealed partial class Region
     /// An item head's or content's associated data, byte for byte what <see cref="Sealing.Aad"/> makes of
     /// ("item-head" or "item-content", region, user, service, collection, the key index's hex, the
     /// version's text), written in one pass into a buffer of this thread: every read and write of
-    /// every item makes two, and the strings and arrays between were a tenth of a migration's allocations.
+    /// every item makes two, and the strings and arrays between were about a tenth of a migration's allocations.
     /// Valid until the next call on this thread.
     /// </summary>
     ReadOnlySpan<byte> ItemAad(bool content, string user, string service, string collection, ReadOnlySpan<byte> keyIndex, long version) =>
@@ -83,33 +83,18 @@ public sealed partial class Region
 
     internal static ReadOnlySpan<byte> ItemAad(string region, bool content, string user, string service, string collection, ReadOnlySpan<byte> keyIndex, long version)
     {
-        var utf8 = Encoding.UTF8;
         // At most three bytes of UTF-8 per UTF-16 unit: a bound, not a count, so the strings are walked once.
         var size = 7 * 4 + 12 + 3 * (region.Length + user.Length + service.Length + collection.Length) + keyIndex.Length * 2 + 20;
         var buffer = _itemAad is { } b && b.Length >= size ? b : _itemAad = new byte[Math.Max(size, 512)];
-        var at = 0;
-        Part(content ? "item-content"u8 : "item-head"u8);
-        Text(region);
-        Text(user);
-        Text(service);
-        Text(collection);
-        Convert.TryToHexString(keyIndex, buffer.AsSpan(at + 4), out var hex);
-        Length(hex);
-        version.TryFormat(buffer.AsSpan(at + 4), out var digits, default, CultureInfo.InvariantCulture);
-        Length(digits);
-        return buffer.AsSpan(0, at);
-
-        void Part(ReadOnlySpan<byte> bytes)
-        {
-            bytes.CopyTo(buffer.AsSpan(at + 4));
-            Length(bytes.Length);
-        }
-        void Text(string text) => Length(utf8.GetBytes(text, buffer.AsSpan(at + 4)));
-        void Length(int n)
-        {
-            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(buffer.AsSpan(at), n);
-            at += 4 + n;
-        }
+        var writer = new Sealing.AadWriter(buffer);
+        writer.Utf8(content ? "item-content"u8 : "item-head"u8);
+        writer.Text(region);
+        writer.Text(user);
+        writer.Text(service);
+        writer.Text(collection);
+        writer.Hex(keyIndex);
+        writer.Number(version);
+        return buffer.AsSpan(0, writer.Length);
     }
 
     [ThreadStatic] static byte[]? _itemAad;
@@ -120,8 +105,7 @@ public sealed partial class Region
     sealed record Head(string Key, string ContentType, string? BlobId, int Chunks, string Digest);
 
     /// <summary>
-    /// An inline item's head and content (none for a tombstone: null content) sealed at its place,
-    /// with the key index's hex and the version's text made once for both seals.
+    /// An inline item's head and content (none for a tombstone: null content) sealed at its place.
     /// </summary>
     (byte[] Head, byte[]? Content) SealInline(Sealing.Sealer sealer, HeadEncoder heads, string user, string service, string collection,
         byte[] keyIndex, long version, string key, string contentType, byte[]? content)
@@ -133,7 +117,7 @@ public sealed partial class Region
 
     /// <summary>
     /// An item row's head, and its content when it is inline (null for a tombstone or a blob), opened
-    /// at the place the row names, with the key index's hex and the version's text made once for both.
+    /// at the place the row names.
     /// </summary>
     (Head Head, byte[]? Content) OpenInline(Sealing.Sealer sealer, ItemRow row)
     {
