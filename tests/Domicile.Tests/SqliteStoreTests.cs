@@ -30,6 +30,18 @@ public sealed class SqliteStoreTests
     }
 
     [Fact]
+    public async Task SQLite_runs_without_its_global_memory_counters()
+    {
+        await using var t = await TestDeployment.CreateAsync(Engines.Sqlite);
+        var (region, user, _) = await SyncingUserAsync(t, "region.db");
+        await WriteBatchAsync(region, user, 0);
+        await AssertReadsBackAsync(region, user, 0);
+        // The store turns the counters off before SQLite's first use; had it come too late, SQLite
+        // would count (and lock for) every allocation, and report them here.
+        Assert.Equal(0, SQLitePCL.raw.sqlite3_memory_used());
+    }
+
+    [Fact]
     public async Task A_write_still_under_way_when_the_store_closes_commits_on_its_own_connection()
     {
         var dir = Engines.TempDir("domicile-close");

@@ -15,6 +15,18 @@ public sealed class SqliteRegionStore : SqlRegionStore
     WalCheckpointer? _checkpointer;
     readonly Lock _checkpointerStart = new();
 
+    static SqliteRegionStore()
+    {
+        // Before SQLite's first use in the process (it then refuses, and keeps its defaults):
+        // no global memory counters, whose mutex every allocation of every connection takes, and
+        // no per-call connection mutex. Each connection is used by one transaction at a time
+        // (the pool hands it out alone; the checkpointer has its own), which is what multi-thread
+        // mode asks.
+        Batteries_V2.Init();
+        raw.sqlite3_config(raw.SQLITE_CONFIG_MEMSTATUS, 0);
+        raw.sqlite3_config(raw.SQLITE_CONFIG_MULTITHREAD);
+    }
+
     public SqliteRegionStore(string folder)
     {
         Folder = folder;
