@@ -652,7 +652,8 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         for (var n = 0; n < fulls.Count; n++)
         {
             var userId = fulls[n].UserId;
-            var source = await Region.DigestAsync(fulls[n]);
+            // The source's contents are hashed once, by the copy's digest below.
+            var source = await Region.DigestAsync(fulls[n], sealedDigests: true);
             var copy = await CopyDigestAsync(to, fulls[n], source, copies?[n]);
             if (copy is not null && copy.Digest == source.Digest && carried.TryGetValue(userId, out var digest) && digest == (string?)histories[userId]["digest"])
             {

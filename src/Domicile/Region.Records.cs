@@ -107,10 +107,12 @@ public sealed partial class Region
     /// <summary>
     /// An inline item's head and content (none for a tombstone: null content) sealed at its place.
     /// </summary>
+    /// <param name="digest">The content's digest where a sealed head already records it (a copy): the
+    /// copy's verification hashes the content it reads back, so a wrong one fails there.</param>
     (byte[] Head, byte[]? Content) SealInline(Sealing.Sealer sealer, HeadEncoder heads, string user, string service, string collection,
-        byte[] keyIndex, long version, string key, string contentType, byte[]? content)
+        byte[] keyIndex, long version, string key, string contentType, byte[]? content, string? digest = null)
     {
-        var digest = content is null ? "" : Convert.ToHexStringLower(SHA256.HashData(content));
+        digest = content is null ? "" : digest ?? Convert.ToHexStringLower(SHA256.HashData(content));
         var head = sealer.Seal(heads.Encode(new Head(key, content is null ? "" : contentType, null, 0, digest)), ItemAad(false, user, service, collection, keyIndex, version));
         return (head, content is null ? null : sealer.Seal(content, ItemAad(true, user, service, collection, keyIndex, version)));
     }

@@ -13,10 +13,14 @@ public sealed record UserPackage(
     IReadOnlyList<ConsentRow> Ledger, IReadOnlyList<ConsentStateRow> States, IReadOnlyList<string> Services,
     IReadOnlyList<PackagedItem> Items, IReadOnlyList<PackagedMessage> Messages);
 
-/// <summary>An item or tombstone; large contents are opened as a stream, never held whole.</summary>
+/// <summary>
+/// An item or tombstone; large contents are opened as a stream, never held whole. An inline item
+/// read from a region carries <paramref name="SealedDigest"/>, its content's SHA-256 (lowercase hex)
+/// as its sealed head records it, so that its copy and its source digest need not hash it again.
+/// </summary>
 public sealed record PackagedItem(
     string Service, string Collection, string Key, string ContentType, long Version, bool Deleted, long Size,
-    long CreatedAt, long UpdatedAt, byte[]? Content, Func<CancellationToken, Task<Stream>>? Open);
+    long CreatedAt, long UpdatedAt, byte[]? Content, Func<CancellationToken, Task<Stream>>? Open, string? SealedDigest = null);
 
 public sealed record PackagedMessage(string Id, string Sender, string Body, long SentAt, long ExpiresAt);
 
@@ -81,7 +85,8 @@ public sealed partial class Region
                 var (head, content) = OpenInline(sealer, r);
                 var (svc, coll, key) = (r.Service, r.Collection, head.Key);
                 items.Add(new PackagedItem(r.Service, r.Collection, head.Key, head.ContentType, r.Version, r.Deleted, r.Size, r.CreatedAt, r.UpdatedAt, content,
-                    !r.Deleted && head.BlobId is not null ? async c => (await GetAsync(userId, svc, coll, key, c)).Content : null));
+                    !r.Deleted && head.BlobId is not null ? async c => (await GetAsync(userId, svc, coll, key, c)).Content : null,
+                    content is null ? null : head.Digest));
             }
         }
         finally
@@ -209,11 +214,16 @@ public sealed partial class Region
                 }
                 var keys = new List<(string, byte[], byte[])>();
                 var sealers = new Dictionary<string, Sealing.Sealer>(StringComparer.Ordinal);
+                // The user's fresh keys from one draw of the generator: each draw costs as much as its
+                // first kilobyte. Made holds them until the copies are disposed, which zeroes them.
+                var fresh = RandomNumberGenerator.GetBytes(32 * services.Count);
+                copies.Made.Add(fresh);
                 try
                 {
-                    foreach (var service in services)
+                    for (var k = 0; k < services.Count; k++)
                     {
-                        var dek = RandomNumberGenerator.GetBytes(32);
+                        var service = services[k];
+                        var dek = fresh.AsSpan(32 * k, 32).ToArray();
                         copies.Made.Add(dek);
                         keys.Add((service, dek, kek?.Seal(dek, DekAad(userId, service, copies.KekVersion)) ?? []));
                         sealers[service] = new Sealing.Sealer(dek);
@@ -383,7 +393,7 @@ public sealed partial class Region
     {
         var keyIndex = ring.BlindIndex("item", userId, item.Service, item.Collection, item.Key);
         var content = item.Deleted ? null : item.Content ?? [];
-        var (head, sealedContent) = SealInline(sealer, heads, userId, item.Service, item.Collection, keyIndex, item.Version, item.Key, item.ContentType, content);
+        var (head, sealedContent) = SealInline(sealer, heads, userId, item.Service, item.Collection, keyIndex, item.Version, item.Key, item.ContentType, content, item.SealedDigest);
         return new ItemRow(userId, item.Service, item.Collection, keyIndex, head, sealedContent, null,
             content?.Length ?? 0, item.Version, item.Deleted, item.CreatedAt, item.UpdatedAt);
     }
@@ -483,10 +493,14 @@ public sealed partial class Region
     /// trust from the stored head), and messages. Equal digests in two regions mean equal data.
     /// </summary>
     public async Task<UserDigest> DigestUserAsync(string userId, CancellationToken ct = default) =>
-        await DigestAsync(await PackageUserAsync(userId, 0, ct), ct);
+        await DigestAsync(await PackageUserAsync(userId, 0, ct), ct: ct);
 
     /// <summary>The digest of a full package already read (blobs are streamed from the region again).</summary>
-    public static async Task<UserDigest> DigestAsync(UserPackage pkg, CancellationToken ct = default)
+    /// <param name="sealedDigests">Takes each inline item's content digest from its sealed head rather
+    /// than hashing the content: only for the source of a copy whose own digest hashes its contents.
+    /// A head that disagrees with its content then still makes the two digests differ, and that copy
+    /// fails verification.</param>
+    public static async Task<UserDigest> DigestAsync(UserPackage pkg, bool sealedDigests = false, CancellationToken ct = default)
     {
         // Every line's parts length-prefixed as in Sealing.Aad, all hashed at once at the end.
         using var input = new DigestInput();
@@ -507,6 +521,8 @@ public sealed partial class Region
                     await using var s = await i.Open(ct);
                     (await SHA256.HashDataAsync(s, ct)).CopyTo(contentDigest);
                 }
+                else if (sealedDigests && i.SealedDigest is { Length: SHA256.HashSizeInBytes * 2 } sealedDigest)
+                    Convert.FromHexString(sealedDigest, contentDigest, out _, out _);
                 else SHA256.HashData(i.Content ?? [], contentDigest);
                 items++;
                 bytes += i.Size;

@@ -31,6 +31,21 @@ public class DigestTests
     }
 
     [Fact]
+    public async Task A_source_digest_from_sealed_heads_equals_the_hashed_one_only_when_the_heads_are_right()
+    {
+        static UserPackage WithHeads(UserPackage p, Func<PackagedItem, string?> digest) =>
+            p with { Items = [.. p.Items.Select(i => i with { SealedDigest = digest(i) })] };
+        static string Sha(byte[]? content) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(content ?? []));
+        var hashed = (await Region.DigestAsync(Sample())).Digest;
+        Assert.Equal(hashed, (await Region.DigestAsync(WithHeads(Sample(), i => i.Deleted ? null : Sha(i.Content)), sealedDigests: true)).Digest);
+        // A head that names other content: the source digest follows the head, so the copy's
+        // (hashed from the content it holds) no longer matches it.
+        Assert.NotEqual(hashed, (await Region.DigestAsync(WithHeads(Sample(), i => i.Deleted ? null : Sha([.. i.Content!, 1])), sealedDigests: true)).Digest);
+        // Without the flag the heads are not trusted: the digest is the content's.
+        Assert.Equal(hashed, (await Region.DigestAsync(WithHeads(Sample(), i => i.Deleted ? null : Sha([.. i.Content!, 1])))).Digest);
+    }
+
+    [Fact]
     public async Task Read_order_does_not_matter_and_every_changed_value_does()
     {
         var baseline = (await Region.DigestAsync(Sample())).Digest;
