@@ -150,7 +150,7 @@ public sealed partial class Region
     /// <summary>The digest of the last audit summary <paramref name="actor"/> recorded here for each user that has one.</summary>
     internal async Task<Dictionary<string, string?>> CarriedHistoryDigestsAsync(IReadOnlyList<string> userIds, string actor, CancellationToken ct = default) =>
         (await Store.ReadAsync(tx => tx.LastAuditsAsync(userIds, actor, HistoryAction), ct))
-            .ToDictionary(r => r.Subject, r => (string?)JsonNode.Parse(r.Details)?["digest"], StringComparer.Ordinal);
+            .ToDictionary(r => r.Subject, r => Migrator.JournalFields.Read(r.Details).Digest, StringComparer.Ordinal);
 
     /// <summary>
     /// Erases an account: the user's data keys are destroyed first (crypto-shredding), then
