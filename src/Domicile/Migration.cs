@@ -250,14 +250,14 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         var digests = new List<string>();
         foreach (var (user, u) in byUser)
         {
-            if (u.Failed && !u.Purged) { failed++; done++; continue; }
-            if (u.Verified is { } v && u.Purged)
+            if (Outcome(u.Verified, u.Purged, u.Failed) is not { } outcome) continue;
+            done++;
+            if (outcome.Failed) failed++;
+            else if (outcome.Verified is { } d)
             {
-                var d = JournalFields.Read(v);
                 items += d.Items;
                 bytes += d.Bytes;
                 digests.Add($"{user}:{d.Digest}");
-                done++;
             }
         }
         var total = (long)spec["total"]!;
@@ -275,6 +275,16 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         }
         return new MigrationState(id, state, done, total, items, bytes, failed, done - failed, failed == 0, 0, certificate);
     }
+
+    /// <summary>
+    /// A user's outcome from its journal: null while unfinished; failed when a failure was not
+    /// followed by a purge (a failed user alone again after a crash may still move); the verified
+    /// line's totals once purged.
+    /// </summary>
+    static (bool Failed, JournalFields? Verified)? Outcome(string? verified, bool purged, bool failed) =>
+        !purged && !failed ? null
+        : failed && !purged ? (true, null)
+        : (false, verified is null ? null : JournalFields.Read(verified));
 
     /// <summary>Live counters of a job running in this process (for progress bars).</summary>
     public (long Done, long Total, long Items, long Bytes, long Failed)? LiveProgress(string id) =>
@@ -296,19 +306,18 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
         var pending = new List<(string UserId, Dictionary<string, string> Steps)>();
         foreach (var u in users)
         {
-            if (u.Steps.ContainsKey("purged") || u.Steps.ContainsKey("failed"))
+            if (Outcome(u.Steps.GetValueOrDefault("verified"), u.Steps.ContainsKey("purged"), u.Steps.ContainsKey("failed")) is not { } outcome)
             {
-                Interlocked.Increment(ref progress.Done);
-                if (u.Steps.TryGetValue("verified", out var v))
-                {
-                    var d = JournalFields.Read(v);
-                    Interlocked.Add(ref progress.Items, d.Items);
-                    Interlocked.Add(ref progress.Bytes, d.Bytes);
-                }
-                if (u.Steps.ContainsKey("failed") && !u.Steps.ContainsKey("purged")) Interlocked.Increment(ref progress.Failed);
+                pending.Add(u);
                 continue;
             }
-            pending.Add(u);
+            progress.Done++;
+            if (outcome.Failed) progress.Failed++;
+            else if (outcome.Verified is { } d)
+            {
+                progress.Items += d.Items;
+                progress.Bytes += d.Bytes;
+            }
         }
         // migration.users_per_second: each group waits for its slot on one shared schedule, and
         // holds at most half a second's users, so that no single group outruns the ceiling.

@@ -233,8 +233,8 @@ internal sealed class SqlStoreTx(SqlRegionStore store, DbConnection connection, 
             r => (r.GetString(0), r.GetString(1), r.GetString(2)), ("m", migrationId));
 
     public async Task<IReadOnlyList<(string UserId, string Step, string Details)>> ReadJournalStepsAsync(string migrationId, IReadOnlyList<string> steps) =>
-        steps.Count == 0 ? [] : await Query($"SELECT user_id, step, details FROM migration_journal WHERE migration_id = @m AND {store.InList("step", "@u")}",
-            r => (r.GetString(0), r.GetString(1), r.GetString(2)), ("m", migrationId), UserList(steps));
+        steps.Count == 0 ? [] : await Query($"SELECT user_id, step, details FROM migration_journal WHERE migration_id = @m AND {store.InList("step", "@l")}",
+            r => (r.GetString(0), r.GetString(1), r.GetString(2)), ("m", migrationId), ("l", store.ListValue(steps)));
 
     public Task<ConsentStateRow?> GetConsentStateAsync(string userId, string service) =>
         One($"SELECT {ConsentStateColumns} FROM consent_state WHERE user_id = @u AND service = @s{Share}", MapConsentState, ("u", userId), ("s", service));
