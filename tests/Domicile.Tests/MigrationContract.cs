@@ -129,6 +129,31 @@ public abstract class MigrationContract(string engine, Func<string, string>? eng
     }
 
     [Fact]
+    public async Task Sources_are_purged_in_batches_of_many_groups_and_keep_nothing_once_the_job_is_done()
+    {
+        await using var d = await Deploy();
+        var indians = await SeedAsync(d, "IN", 12);
+        // One worker, groups of three: a purge per group would sit between the next group's fence and switch.
+        var migrator = new Migrator(d.Deployment, new MigrationOptions { Parallelism = 1, GroupSize = 3 });
+        var result = await migrator.Run(await migrator.StartAsync(new MigrationRequest("IN", null, "in-mumbai")));
+        Assert.Equal(("done", 12L, 0L), (result.State, result.Done, result.Failed));
+        var actions = new List<string>();
+        await foreach (var row in d["cn-beijing"].ReadAuditAsync())
+            if (row.Action.StartsWith("migration.", StringComparison.Ordinal)) actions.Add(row.Action);
+        Assert.Equal(12, actions.Count(a => a == "migration.fence"));
+        var purges = actions.Select((a, n) => (a, n)).Where(x => x.a == "migration.purge").Select(x => x.n).ToList();
+        Assert.Equal(12, purges.Count);
+        // All of them in one transaction, after the last switch: one run of entries, nothing between.
+        Assert.Equal(purges[0] + 11, purges[^1]);
+        Assert.True(purges[0] > actions.LastIndexOf("migration.switch"));
+        foreach (var u in indians)
+        {
+            await AssertHolds(d["in-mumbai"], u);
+            await AssertNothingLeftAt(d["cn-beijing"], u.UserId);
+        }
+    }
+
+    [Fact]
     public async Task Sealing_a_region_mid_migration_pauses_the_job_and_unsealing_resumes_it_without_failures()
     {
         await using var d = await Deploy();
