@@ -157,7 +157,7 @@ public sealed partial class Region
         /// each also wrapped under <see cref="KekVersion"/> (the write wraps them again under the KEK
         /// current then if a rotation came between). Without rows, it is written the one-transaction slow way.
         /// </summary>
-        internal sealed record Copy(UserPackage Package, UserRow? Row, IReadOnlyList<(string Service, byte[] Key, byte[] Wrapped)> Keys, IReadOnlyList<ItemRow> Items, IReadOnlyList<MessageRow> Messages);
+        internal sealed record Copy(UserPackage Package, UserRow? Row, IReadOnlyList<(string Service, ReadOnlyMemory<byte> Key, byte[] Wrapped)> Keys, IReadOnlyList<ItemRow> Items, IReadOnlyList<MessageRow> Messages);
 
         public readonly List<Copy> Copies = [];
 
@@ -212,10 +212,11 @@ public sealed partial class Region
                     copies.Copies.Add(new SealedCopies.Copy(pkg, null, [], [], []));
                     continue;
                 }
-                var keys = new List<(string, byte[], byte[])>();
+                var keys = new List<(string, ReadOnlyMemory<byte>, byte[])>();
                 var sealers = new Dictionary<string, Sealing.Sealer>(StringComparer.Ordinal);
                 // The user's fresh keys from one draw of the generator: each draw costs as much as its
-                // first kilobyte. Made holds them until the copies are disposed, which zeroes them.
+                // first kilobyte. Made holds them until the copies are disposed, which zeroes them; each
+                // key is a slice of the draw, not a copy of it.
                 var fresh = RandomNumberGenerator.GetBytes(32 * services.Count);
                 copies.Made.Add(fresh);
                 try
@@ -223,10 +224,9 @@ public sealed partial class Region
                     for (var k = 0; k < services.Count; k++)
                     {
                         var service = services[k];
-                        var dek = fresh.AsSpan(32 * k, 32).ToArray();
-                        copies.Made.Add(dek);
-                        keys.Add((service, dek, kek?.Seal(dek, DekAad(userId, service, copies.KekVersion)) ?? []));
-                        sealers[service] = new Sealing.Sealer(dek);
+                        var dek = fresh.AsMemory(32 * k, 32);
+                        keys.Add((service, dek, kek?.Seal(dek.Span, DekAad(userId, service, copies.KekVersion)) ?? []));
+                        sealers[service] = new Sealing.Sealer(dek.Span);
                     }
                     var row = new UserRow(userId, ring.BlindIndex("login", pkg.Login),
                         sealers[AccountService].Seal(Encoding.UTF8.GetBytes(pkg.Login), Sealing.Aad("login", Id, userId)),
@@ -286,7 +286,7 @@ public sealed partial class Region
             }
             await tx.InsertUserAsync(row with { State = state });
             foreach (var (service, key, wrapped) in copy.Keys)
-                await tx.InsertDekAsync(new DekRow(userId, service, kekVersion, kek is null ? wrapped : kek.Seal(key, DekAad(userId, service, kekVersion)), NowMs));
+                await tx.InsertDekAsync(new DekRow(userId, service, kekVersion, kek is null ? wrapped : kek.Seal(key.Span, DekAad(userId, service, kekVersion)), NowMs));
             foreach (var c in pkg.Ledger) await tx.AppendConsentAsync(c with { UserId = userId });
             foreach (var st in pkg.States) await tx.SetConsentStateAsync(st with { UserId = userId });
             await WriteItemRowsAsync(tx, userId, copy.Items);
