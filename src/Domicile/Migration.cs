@@ -441,9 +441,10 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     /// <summary>
     /// Purges the sources of switched users in batches of several groups: a purge rewrites every page
     /// of the source's indexes it deletes entries from, and one transaction for many users rewrites
-    /// few more pages than one for a group's (purges of groups of 33 users rewrote 228 pages each). A user waits here already at home in the
-    /// destination, served from there; the job is done once the last is purged. A user left switched
-    /// and unpurged (an interruption, a crash) is finished by the resume from its journal.
+    /// few more pages than one for a group's (purges of groups of 33 users rewrote 228 pages each).
+    /// A user waits here already at home in the destination, served from there; the job is done once
+    /// the last is purged. A user left switched and unpurged (an interruption, a crash) is finished
+    /// by the resume from its journal.
     /// </summary>
     async Task PurgeSwitchedAsync(string id, string actor, Region to, ChannelReader<(Region From, string User, UserDigest Digest)> queue,
         Action<UserDigest?> count, Action pause, Task producersDone, CancellationToken stop)
@@ -463,8 +464,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
                 var users = bySource.Select(b => b.User).ToList();
                 try
                 {
-                    await from.PurgeMovedUsersAsync(users, to.Id, actor);
-                    await JournalGroup(id, users, "purged", from, to);
+                    await PurgeAsync(id, actor, users, from, to);
                     foreach (var b in bySource) count(b.Digest);
                 }
                 catch (Exception e) when (Interrupts(e, from, to))
@@ -480,6 +480,13 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
                 }
             }
         }
+    }
+
+    /// <summary>Leaves nothing of switched users at their source, then journals it in the destination.</summary>
+    async Task PurgeAsync(string id, string actor, IReadOnlyList<string> users, Region from, Region to)
+    {
+        await from.PurgeMovedUsersAsync(users, to.Id, actor);
+        await JournalGroup(id, users, "purged", from, to);
     }
 
     /// <summary>
@@ -707,8 +714,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
             purgeLater(verified, digests);
             return;
         }
-        await from.PurgeMovedUsersAsync(verified, to.Id, actor);
-        await JournalGroup(id, verified, "purged", from, to);
+        await PurgeAsync(id, actor, verified, from, to);
         foreach (var userId in verified) count(userId, digests[userId]);
     }
 
@@ -938,8 +944,7 @@ public sealed class Migrator(Deployment deployment, MigrationOptions? options = 
     async Task<UserDigest> FinishAsync(string id, string actor, string userId, Region from, Region to, UserDigest digest)
     {
         await Journal(id, userId, "verified", from, to, VerifiedDetails(digest, history: null));
-        await from.PurgeMovedUserAsync(userId, to.Id, actor);
-        await Journal(id, userId, "purged", from, to);
+        await PurgeAsync(id, actor, [userId], from, to);
         return digest;
     }
 }

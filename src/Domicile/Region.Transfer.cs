@@ -646,10 +646,7 @@ public sealed partial class Region
             return 0;
         }, ct);
 
-    /// <summary>Leaves nothing of a moved user here but the directory pointer: keys destroyed first, then rows.</summary>
-    internal Task PurgeMovedUserAsync(string userId, string movedTo, string actor, CancellationToken ct = default) =>
-        PurgeMovedUsersAsync([userId], movedTo, actor, ct);
-
+    /// <summary>Leaves nothing of moved users here but the directory pointer: keys destroyed first, then rows.</summary>
     internal async Task PurgeMovedUsersAsync(IReadOnlyList<string> userIds, string movedTo, string actor, CancellationToken ct = default)
     {
         await Store.WriteAsync(async tx =>
